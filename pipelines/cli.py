@@ -1,0 +1,49 @@
+"""The ``gantune`` command: one subcommand per pipeline module.
+
+Each command module exposes ``register(subparsers)``; heavy libraries are imported inside the
+commands so that ``gantune --help`` and config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from trainables.config import ConfigError
+
+COMMAND_MODULES = (
+    "pipelines.train",
+    "pipelines.evaluator",
+    "pipelines.search",
+    "pipelines.promote",
+    "pipelines.export",
+    "pipelines.generate",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gantune", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"gantune {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Training data held as whole tensors on the training device.
+
+GAN steps are tiny, so a DataLoader with workers costs more than the step itself: the whole
+training set lives on the device and batches are drawn by index there. Images are scaled to
+[-1, 1] (the generator's tanh range); 2-D mixtures are raw coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from trainables.config import ConfigError
+
+DATA_ROOT_ENV = "GANTUNE_DATA_ROOT"
+
+_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+# The mode-collapse benchmarks of the GAN literature (Metz et al. 2017, Srivastava et al. 2017):
+# 8 Gaussians on a circle of radius 2 with std 0.02, and a 5x5 grid at spacing 2 with std 0.05.
+RING8_RADIUS, RING8_STD = 2.0, 0.02
+GRID25_SPACING, GRID25_STD = 2.0, 0.05
+MIXTURE_TRAIN_SIZE, MIXTURE_TEST_SIZE = 100_000, 10_000
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A mixture of isotropic Gaussians with equal weights."""
+
+    centers: torch.Tensor  # (modes, 2)
+    std: float
+
+    @property
+    def num_modes(self) -> int:
+        return self.centers.shape[0]
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        modes = torch.randint(0, self.num_modes, (n,), generator=generator)
+        noise = torch.randn(n, 2, generator=generator) * self.std
+        return self.centers[modes] + noise, modes
+
+
+def ring8() -> Mixture:
+    angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    centers = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1) * RING8_RADIUS
+    return Mixture(centers.float(), RING8_STD)
+
+
+def grid25() -> Mixture:
+    axis = (torch.arange(5, dtype=torch.float32) - 2) * GRID25_SPACING
+    centers = torch.cartesian_prod(axis, axis)
+    return Mixture(centers, GRID25_STD)
+
+
+MIXTURES = {"ring8": ring8, "grid25": grid25}
+
+
+@dataclass
+class DataBundle:
+    """A dataset as tensors: ``train_x``/``test_x`` are float32, ``*_y`` are class or mode indices."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    mixture: Mixture | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mixture is None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    def to(self, device: torch.device) -> "DataBundle":
+        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
+        return DataBundle(self.name, num_classes=self.num_classes, mixture=self.mixture, **moved)
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch drawn with replacement on the data's device, with no host sync."""
+        index = torch.randint(0, self.train_x.shape[0], (batch_size,), device=self.train_x.device)
+        return self.train_x[index], self.train_y[index]
+
+
+def resolve_data_root(data_root: str | None) -> Path:
+    """``data_root`` from the config, else ``$GANTUNE_DATA_ROOT``, else ``./data``."""
+    return Path(data_root or os.environ.get(DATA_ROOT_ENV) or "data")
+
+
+def _torchvision_split(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision import datasets
+
+    cls = getattr(datasets, _TORCHVISION[name])
+    try:
+        dataset = cls(str(root), train=train, download=True)
+    except (OSError, RuntimeError) as err:
+        raise ConfigError(
+            f"data: {name} is not under {str(root)!r} and could not be downloaded ({type(err).__name__}); "
+            f"put torchvision's files there or set data_root / ${DATA_ROOT_ENV}"
+        ) from None
+    pixels = torch.as_tensor(dataset.data)
+    if pixels.ndim == 3:
+        pixels = pixels.unsqueeze(1)
+    else:
+        pixels = pixels.permute(0, 3, 1, 2)
+    images = pixels.float().div_(127.5).sub_(1.0).contiguous()
+    return images, torch.as_tensor(dataset.targets, dtype=torch.long)
+
+
+def load_images(name: str, data_root: str | None) -> DataBundle:
+    root = resolve_data_root(data_root)
+    train_x, train_y = _torchvision_split(name, root, train=True)
+    test_x, test_y = _torchvision_split(name, root, train=False)
+    return DataBundle(name, train_x, train_y, test_x, test_y, num_classes=10)
+
+
+def load_mixture(name: str, seed: int = 0) -> DataBundle:
+    mixture = MIXTURES[name]()
+    generator = torch.Generator().manual_seed(seed)
+    train_x, train_y = mixture.sample(MIXTURE_TRAIN_SIZE, generator)
+    test_x, test_y = mixture.sample(MIXTURE_TEST_SIZE, generator)
+    return DataBundle(name, train_x, train_y, test_x, test_y, mixture.num_modes, mixture)
+
+
+def load_dataset(name: str, data_root: str | None = None) -> DataBundle:
+    """Load a dataset by its config name onto the CPU; move it with ``DataBundle.to``."""
+    if name in MIXTURES:
+        return load_mixture(name)
+    return load_images(name, data_root)
+
+
+# Sample shape and class count of each dataset, known without loading it (for building models
+# from a checkpoint or an export).
+DATASET_SPECS = {
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "ring8": ((2,), 8),
+    "grid25": ((2,), 25),
+}
