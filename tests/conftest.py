@@ -1,9 +1,14 @@
-"""Shared fixtures: a writable copy of the data root and a per-session evaluator cache."""
+"""Shared fixtures: a writable copy of the data root, a per-session evaluator cache, an MLflow server."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,3 +40,62 @@ def evaluator_cache(tmp_path_factory) -> Path:
         del os.environ["GANTUNE_CACHE_DIR"]
     else:
         os.environ["GANTUNE_CACHE_DIR"] = previous
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+    """Poll ``/health`` until the server answers; fail with its log if it exits or never answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"mlflow server did not answer {url}/health in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session and every worker it forked, by its group id."""
+    for sig, grace_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            os.killpg(process.pid, signal.SIGKILL)  # workers still importing ignore SIGTERM
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real ``mlflow server`` (sqlite + proxied artifacts) on a free loopback port; yields its URI."""
+    data = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = data / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(REPO_ROOT / "mlflow" / "serve.sh"), "--data", str(data), "--port", str(port), "--workers", "1"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process, log)
+        yield url
+    finally:
+        _stop_process_group(process)

@@ -20,6 +20,7 @@ import yaml
 
 LOSS_NAMES = ("gan", "lsgan", "hinge", "wgan", "wgan-gp")
 DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "ring8", "grid25")
+POINT_DATASETS = ("ring8", "grid25")
 ARCH_NAMES = ("mlp", "dcgan")
 OPTIMIZER_NAMES = ("adam", "rmsprop")
 
@@ -176,7 +177,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     _check_applies(values, OPTIMIZER_SPECIFIC_KEYS, "optimizer", values["optimizer"])
     if values["optimizer"] == "adam":
         _fill_defaults(values, _ADAM_BETAS)
-    _fill_defaults(values, {"width": _ARCH_WIDTH[values.get("arch", TrainConfig.arch)]})
+    arch = values.get("arch", TrainConfig.arch)
+    if arch == "dcgan" and values.get("dataset", TrainConfig.dataset) in POINT_DATASETS:
+        raise ConfigError("config: arch 'dcgan' needs an image dataset; use arch mlp for ring8 and grid25")
+    _fill_defaults(values, {"width": _ARCH_WIDTH[arch]})
     _check_device(values.get("device", TrainConfig.device))
     return TrainConfig(**values)
 

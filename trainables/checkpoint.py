@@ -1,0 +1,45 @@
+"""One checkpoint file per training state, written atomically and read without unpickling code.
+
+The file is a ``torch.save`` of tensors, numbers, strings and dicts only, so ``torch.load`` with
+``weights_only=True`` reads it: a checkpoint from someone else can never run code on load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainables.config import ConfigError
+
+CHECKPOINT_FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path`` and rename it, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint: {str(path)!r} is not a file; give the path of a checkpoint.pt")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"checkpoint: {str(path)!r} is not a gantune checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"checkpoint: {str(path)!r} is not a gantune checkpoint of format {CHECKPOINT_FORMAT}")
+    return state

@@ -1,0 +1,164 @@
+"""Generator and discriminator networks, composed from an architecture body and conditioning.
+
+An architecture contributes only a body: for G, a map from an input vector to a sample; for D,
+a feature extractor. Conditioning (label embedding into G's input, a projection head in D,
+Miyato & Koyama 2018) and spectral normalisation wrap any body the same way, so every
+architecture supports every loss and both modes without knowing about either.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from trainables.config import TrainConfig
+from trainables.data import DATASET_SPECS
+
+LEAK = 0.2
+
+
+class Generator(nn.Module):
+    """z, with a learned label embedding appended when conditional, fed through the body."""
+
+    def __init__(self, body: nn.Module, num_classes: int | None):
+        super().__init__()
+        self.body = body
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes else None
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.body(z)
+
+
+class Discriminator(nn.Module):
+    """A linear head on body features, plus the projection <embed(y), features> when conditional."""
+
+    def __init__(self, features: nn.Module, feature_dim: int, num_classes: int | None):
+        super().__init__()
+        self.features = features
+        self.head = nn.Linear(feature_dim, 1)
+        self.embed = nn.Embedding(num_classes, feature_dim) if num_classes else None
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        h = self.features(x)
+        score = self.head(h).squeeze(1)
+        if self.embed is not None:
+            score = score + (self.embed(labels) * h).sum(dim=1)
+        return score
+
+
+def _mlp(sizes: list[int], activation: type[nn.Module] | nn.Module) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), activation]
+    return layers
+
+
+def mlp_generator_body(in_dim: int, shape: tuple[int, ...], width: int) -> nn.Module:
+    """Three hidden ReLU layers; tanh output for images, linear for 2-D points."""
+    out_dim = math.prod(shape)
+    layers = _mlp([in_dim, width, width, width], nn.ReLU())
+    layers.append(nn.Linear(width, out_dim))
+    if len(shape) > 1:
+        layers += [nn.Tanh(), nn.Unflatten(1, shape)]
+    return nn.Sequential(*layers)
+
+
+def mlp_discriminator_features(shape: tuple[int, ...], width: int, batch_norm: bool) -> tuple[nn.Module, int]:
+    """Three hidden LeakyReLU layers; no normalisation, which toy critics do not need."""
+    layers = [nn.Flatten(), *_mlp([math.prod(shape), width, width, width], nn.LeakyReLU(LEAK))]
+    return nn.Sequential(*layers), width
+
+
+def _dcgan_geometry(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The smallest feature map and the number of 2x resamplings: 7 and 2 for 28 px, 4 and 3 for 32 px."""
+    size = shape[-1]
+    if size == 28:
+        return 7, 2
+    if size == 32:
+        return 4, 3
+    raise ValueError(f"dcgan supports 28 or 32 pixel images, got {size}")
+
+
+def dcgan_init_(module: nn.Module) -> None:
+    """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def dcgan_generator_body(in_dim: int, shape: tuple[int, ...], width: int) -> nn.Module:
+    base, upsamplings = _dcgan_geometry(shape)
+    channels = width * 2 ** (upsamplings - 1)
+    layers: list[nn.Module] = [
+        nn.Linear(in_dim, channels * base * base),
+        nn.Unflatten(1, (channels, base, base)),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+    ]
+    for _ in range(upsamplings - 1):
+        layers += [
+            nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(channels // 2),
+            nn.ReLU(),
+        ]
+        channels //= 2
+    layers += [nn.ConvTranspose2d(channels, shape[0], 4, 2, 1), nn.Tanh()]
+    body = nn.Sequential(*layers)
+    body.apply(dcgan_init_)
+    return body
+
+
+def dcgan_discriminator_features(shape: tuple[int, ...], width: int, batch_norm: bool) -> tuple[nn.Module, int]:
+    """Strided convolutions with LeakyReLU; batch norm after the first unless the critic forbids it."""
+    base, downsamplings = _dcgan_geometry(shape)
+    layers: list[nn.Module] = [nn.Conv2d(shape[0], width, 4, 2, 1), nn.LeakyReLU(LEAK)]
+    channels = width
+    for _ in range(downsamplings - 1):
+        layers.append(nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(channels * 2))
+        layers.append(nn.LeakyReLU(LEAK))
+        channels *= 2
+    layers.append(nn.Flatten())
+    features = nn.Sequential(*layers)
+    features.apply(dcgan_init_)
+    return features, channels * base * base
+
+
+ARCHITECTURES = {
+    "mlp": (mlp_generator_body, mlp_discriminator_features),
+    "dcgan": (dcgan_generator_body, dcgan_discriminator_features),
+}
+
+
+def _num_classes(config: TrainConfig) -> int | None:
+    return DATASET_SPECS[config.dataset][1] if config.conditional else None
+
+
+def build_generator(config: TrainConfig) -> Generator:
+    shape, _ = DATASET_SPECS[config.dataset]
+    num_classes = _num_classes(config)
+    in_dim = config.latent_dim + (num_classes or 0)
+    body = ARCHITECTURES[config.arch][0](in_dim, shape, config.width)
+    return Generator(body, num_classes)
+
+
+def build_discriminator(config: TrainConfig) -> Discriminator:
+    """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
+    (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
+    shape, _ = DATASET_SPECS[config.dataset]
+    batch_norm = not (config.uses_gradient_penalty or config.spectral_norm)
+    features, feature_dim = ARCHITECTURES[config.arch][1](shape, config.width, batch_norm)
+    discriminator = Discriminator(features, feature_dim, _num_classes(config))
+    if config.spectral_norm:
+        for module in list(discriminator.modules()):
+            if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                spectral_norm(module)
+    return discriminator

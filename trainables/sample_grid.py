@@ -1,0 +1,39 @@
+"""Pictures of samples: an image grid, or a scatter of 2-D points drawn into an image.
+
+Scatter plots are rasterised with torch alone so the trainer needs no plotting library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.utils import save_image
+
+SCATTER_PIXELS = 256
+SCATTER_EXTENT = 1.25  # the plot spans this many times the farthest mode centre
+
+
+def write_image_grid(path: str | Path, images: Tensor, nrow: int) -> None:
+    save_image(images.detach().float().cpu(), str(path), nrow=nrow, normalize=True, value_range=(-1.0, 1.0))
+
+
+def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
+    """Samples as white dots on black, mode centres as red crosses."""
+    half_width = float(centers.abs().max()) * SCATTER_EXTENT + 1e-6
+    canvas = torch.zeros(3, SCATTER_PIXELS, SCATTER_PIXELS)
+
+    def pixels(xy: Tensor) -> tuple[Tensor, Tensor]:
+        scaled = ((xy.cpu().float() / half_width + 1.0) / 2.0 * (SCATTER_PIXELS - 1)).round().long()
+        inside = ((scaled >= 0) & (scaled < SCATTER_PIXELS)).all(dim=1)
+        scaled = scaled[inside]
+        return SCATTER_PIXELS - 1 - scaled[:, 1], scaled[:, 0]
+
+    rows, cols = pixels(points)
+    canvas[:, rows, cols] = 1.0
+    for offset in range(-3, 4):
+        rows, cols = pixels(centers)
+        canvas[:, rows.clamp(0, SCATTER_PIXELS - 1), (cols + offset).clamp(0, SCATTER_PIXELS - 1)] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+        canvas[:, (rows + offset).clamp(0, SCATTER_PIXELS - 1), cols.clamp(0, SCATTER_PIXELS - 1)] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+    save_image(canvas, str(path))

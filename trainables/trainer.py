@@ -1,0 +1,255 @@
+"""The GAN trainer: one readable training loop for every variant a config composes.
+
+A training step is ``d_steps`` critic updates followed by ``g_steps`` generator updates. The
+loss, the critic's regulariser (gradient penalty or weight clipping), the architecture and the
+conditioning are all chosen once, when the trainer is built; the step itself never asks which
+variant it runs.
+
+The step never synchronises with the device: training signals are summed into a tensor on the
+device and read once per report. On CUDA the whole step is captured in one CUDA graph (the nets
+are small enough that kernel launches, not arithmetic, bound eager training); on the CPU, or with
+``cuda_graph: false``, the same Python code runs eagerly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from trainables.checkpoint import load_checkpoint, save_checkpoint
+from trainables.config import TrainConfig, config_from_dict
+from trainables.data import DataBundle, load_dataset
+from trainables.losses import build_loss, clip_weights_, gradient_penalty
+from trainables.models import build_discriminator, build_generator
+from trainables.quality import build_quality
+from trainables.sample_grid import write_image_grid, write_scatter
+
+CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
+GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
+GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs require
+SAMPLE_CHUNK = 1000
+SCATTER_SAMPLES = 2000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_optimizer(config: TrainConfig, parameters, lr: float, capturable: bool) -> torch.optim.Optimizer:
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr, capturable=capturable)
+    return torch.optim.Adam(parameters, lr=lr, betas=(config.beta1, config.beta2), capturable=capturable)
+
+
+def _grad_norm(module: nn.Module) -> Tensor:
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: DataBundle | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.data = (data or load_dataset(config.dataset, config.data_root)).to(self.device)
+        self.generator = build_generator(config).to(self.device)
+        self.discriminator = build_discriminator(config).to(self.device)
+        self.use_graph = config.cuda_graph and self.device.type == "cuda"
+        self.opt_g = build_optimizer(config, self.generator.parameters(), config.lr_g, self.use_graph)
+        self.opt_d = build_optimizer(config, self.discriminator.parameters(), config.lr_d, self.use_graph)
+        self.loss = build_loss(config)
+        self.critic_penalty = partial(gradient_penalty, self.discriminator) if config.gp_weight else None
+        self.critic_constraint = partial(clip_weights_, self.discriminator, config.clip) if config.clip else None
+        self.quality = build_quality(self.data, self.device)
+        self.step = 0
+        self.last_report: dict[str, Any] = {}
+        self._critic_sums = torch.zeros(len(CRITIC_SIGNALS), device=self.device)
+        self._generator_sums = torch.zeros(len(GENERATOR_SIGNALS), device=self.device)
+        self._graph: torch.cuda.CUDAGraph | None = None
+
+    # ----------------------------------------------------------------- the training step
+    def _labels(self, batch_size: int) -> Tensor | None:
+        """Class labels for a conditional generator, drawn with the training set's frequencies."""
+        if not self.config.conditional:
+            return None
+        index = torch.randint(0, self.data.train_y.shape[0], (batch_size,), device=self.device)
+        return self.data.train_y[index]
+
+    def _noise(self, batch_size: int) -> Tensor:
+        return torch.randn(batch_size, self.config.latent_dim, device=self.device)
+
+    def _critic_step(self) -> None:
+        real, labels = self.data.batch(self.config.batch_size)
+        labels = labels if self.config.conditional else None
+        with torch.no_grad():
+            fake = self.generator(self._noise(real.shape[0]), labels)
+        real_scores = self.discriminator(real, labels)
+        fake_scores = self.discriminator(fake, labels)
+        loss = self.loss.discriminator(real_scores, fake_scores)
+        penalty = self.critic_penalty(real, fake, labels) if self.critic_penalty else torch.zeros((), device=self.device)
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss + (self.config.gp_weight or 0.0) * penalty).backward()
+        grad_norm = _grad_norm(self.discriminator)
+        self.opt_d.step()
+        if self.critic_constraint:
+            self.critic_constraint()
+        wasserstein = real_scores.mean() - fake_scores.mean()
+        self._critic_sums += torch.stack([loss, wasserstein, penalty, grad_norm]).detach()
+
+    def _generator_step(self) -> None:
+        batch_size = self.config.batch_size
+        labels = self._labels(batch_size)
+        loss = self.loss.generator(self.discriminator(self.generator(self._noise(batch_size), labels), labels))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = _grad_norm(self.generator)
+        self.opt_g.step()
+        self._generator_sums += torch.stack([loss, grad_norm]).detach()
+
+    def _train_step(self) -> None:
+        for _ in range(self.config.d_steps):
+            self._critic_step()
+        for _ in range(self.config.g_steps):
+            self._generator_step()
+
+    # ------------------------------------------------------------------- CUDA graph capture
+    def _capture(self) -> None:
+        """Run warm-up steps on a side stream (they are real training steps), then record one step."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self._train_step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.step += GRAPH_WARMUP_STEPS
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._train_step()
+
+    def _run_steps(self, count: int) -> None:
+        done = 0
+        if self.use_graph and self._graph is None and count > GRAPH_WARMUP_STEPS:
+            self._capture()
+            done = GRAPH_WARMUP_STEPS
+        run_one = self._graph.replay if self._graph is not None else self._train_step
+        for _ in range(count - done):
+            run_one()
+        self.step += count - done
+
+    # -------------------------------------------------------------------------- reporting
+    def _drain_signals(self, steps: int) -> dict[str, float]:
+        """Read and reset the summed signals: the one host-device sync of a report interval."""
+        critic = (self._critic_sums / (steps * self.config.d_steps)).tolist()
+        generator = (self._generator_sums / (steps * self.config.g_steps)).tolist()
+        self._critic_sums.zero_()
+        self._generator_sums.zero_()
+        return dict(zip(CRITIC_SIGNALS + GENERATOR_SIGNALS, critic + generator))
+
+    def _parameters_finite(self) -> bool:
+        parameters = list(self.generator.parameters()) + list(self.discriminator.parameters())
+        return bool(torch.stack([p.isfinite().all() for p in parameters]).all())
+
+    def reports(self) -> Iterator[dict[str, Any]]:
+        """Train to ``config.steps``, yielding a report every ``eval_every`` steps and at the end.
+
+        Reports fall on multiples of ``eval_every`` whatever step training resumed from, so a
+        resumed run evaluates where the uninterrupted one did. A non-finite loss or parameter
+        ends training with a ``diverged`` report that keeps the last finite metrics.
+        """
+        config = self.config
+        while self.step < config.steps:
+            interval = min(config.eval_every - self.step % config.eval_every, config.steps - self.step)
+            started = time.perf_counter()
+            self._run_steps(interval)
+            signals = self._drain_signals(interval)
+            steps_per_s = interval / (time.perf_counter() - started)
+            if not (all(map(math.isfinite, signals.values())) and self._parameters_finite()):
+                yield {**self.last_report, "step": self.step, "status": "diverged"}
+                return
+            status = "completed" if self.step >= config.steps else "running"
+            self.last_report = {"step": self.step, "status": status, **signals, "steps_per_s": steps_per_s}
+            self.last_report.update(self.evaluate())
+            yield self.last_report
+
+    def evaluate(self) -> dict[str, Any]:
+        """Quality metrics of ``eval_samples`` fresh samples; conditional models get balanced labels."""
+        labels = self._balanced_labels(self.config.eval_samples)
+        return self.quality.evaluate(self.sample(self.config.eval_samples, labels), labels)
+
+    def _balanced_labels(self, n: int) -> Tensor | None:
+        if not self.config.conditional:
+            return None
+        return torch.arange(n, device=self.device) % self.data.num_classes
+
+    # --------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(self, n: int, labels: Tensor | None = None, seed: int = 0) -> Tensor:
+        """``n`` samples in eval mode from a private RNG, so sampling never shifts training's RNG."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        was_training = self.generator.training
+        self.generator.eval()
+        chunks = []
+        for start in range(0, n, SAMPLE_CHUNK):
+            size = min(SAMPLE_CHUNK, n - start)
+            z = torch.randn(size, self.config.latent_dim, device=self.device, generator=generator)
+            chunk_labels = labels[start : start + size] if labels is not None else None
+            chunks.append(self.generator(z, chunk_labels))
+        self.generator.train(was_training)
+        return torch.cat(chunks)
+
+    def save_samples(self, path: str | Path) -> None:
+        """An 8x8 grid (10 classes x 10 for conditional models), or a scatter for 2-D data."""
+        if not self.data.is_image:
+            write_scatter(path, self.sample(SCATTER_SAMPLES), self.data.mixture.centers)
+            return
+        classes = self.data.num_classes if self.config.conditional else 8
+        labels = self._balanced_labels(classes * classes)
+        write_image_grid(path, self.sample(classes * classes, labels), nrow=classes)
+
+    # ------------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path) -> None:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(
+            path,
+            {
+                "config": self.config.to_dict(),
+                "step": self.step,
+                "generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(),
+                "rng": rng,
+                "metrics": self.last_report,
+            },
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, overrides: Mapping[str, Any] | None = None, data: DataBundle | None = None
+    ) -> "Trainer":
+        """Continue a saved run; ``overrides`` may change the schedule or, as PBT does, learning rates and D:G steps."""
+        state = load_checkpoint(path)
+        trainer = cls(config_from_dict({**state["config"], **(overrides or {})}), data)
+        trainer.generator.load_state_dict(state["generator"])
+        trainer.discriminator.load_state_dict(state["discriminator"])
+        trainer.opt_g.load_state_dict(state["opt_g"])
+        trainer.opt_d.load_state_dict(state["opt_d"])
+        for optimizer, lr in ((trainer.opt_g, trainer.config.lr_g), (trainer.opt_d, trainer.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        trainer.step = state["step"]
+        trainer.last_report = dict(state["metrics"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if trainer.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], trainer.device)
+        return trainer
+
