@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -67,12 +67,16 @@ class Trainer:
         self.loss = build_loss(config)
         self.critic_penalty = partial(gradient_penalty, self.discriminator) if config.gp_weight else None
         self.critic_constraint = partial(clip_weights_, self.discriminator, config.clip) if config.clip else None
-        self.quality = build_quality(self.data, self.device)
         self.step = 0
         self.last_report: dict[str, Any] = {}
         self._critic_sums = torch.zeros(len(CRITIC_SIGNALS), device=self.device)
         self._generator_sums = torch.zeros(len(GENERATOR_SIGNALS), device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
+
+    @cached_property
+    def quality(self):
+        """Built on first evaluation: training an image evaluator is needless for sampling or benchmarks."""
+        return build_quality(self.data, self.device)
 
     # ----------------------------------------------------------------- the training step
     def _labels(self, batch_size: int) -> Tensor | None:
@@ -133,7 +137,8 @@ class Trainer:
         with torch.cuda.graph(self._graph):
             self._train_step()
 
-    def _run_steps(self, count: int) -> None:
+    def run_steps(self, count: int) -> None:
+        """Train ``count`` steps without reporting; the work happens asynchronously on a GPU."""
         done = 0
         if self.use_graph and self._graph is None and count > GRAPH_WARMUP_STEPS:
             self._capture()
@@ -167,7 +172,7 @@ class Trainer:
         while self.step < config.steps:
             interval = min(config.eval_every - self.step % config.eval_every, config.steps - self.step)
             started = time.perf_counter()
-            self._run_steps(interval)
+            self.run_steps(interval)
             signals = self._drain_signals(interval)
             steps_per_s = interval / (time.perf_counter() - started)
             if not (all(map(math.isfinite, signals.values())) and self._parameters_finite()):

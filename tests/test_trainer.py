@@ -1,0 +1,155 @@
+"""The standalone trainer on the CPU: checkpoints, resume, divergence, clipping, independence from Ray/MLflow."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainables.checkpoint import load_checkpoint
+from trainables.config import config_from_dict
+from trainables.data import load_dataset
+from trainables.trainer import Trainer
+
+SIGNALS = ("d_loss", "g_loss", "wasserstein", "gp", "d_grad_norm", "g_grad_norm")
+
+
+def grid_config(**changes):
+    base = dict(dataset="grid25", arch="mlp", width=32, batch_size=32, steps=20, eval_every=10, eval_samples=500, device="cpu")
+    return config_from_dict({**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def grid25():
+    return load_dataset("grid25")
+
+
+def run_to_end(trainer):
+    return list(trainer.reports())
+
+
+def test_trainer_imports_neither_ray_nor_mlflow_nor_optuna():
+    code = (
+        "import sys\n"
+        "for name in ('ray', 'mlflow', 'optuna'): sys.modules[name] = None\n"
+        "import trainables.trainer, trainables.quality, trainables.evaluator, trainables.checkpoint\n"
+        "from trainables.config import config_from_dict\n"
+        "config = config_from_dict(dict(dataset='ring8', arch='mlp', width=16, steps=2, eval_every=2, eval_samples=200, device='cpu'))\n"
+        "print(list(trainables.trainer.Trainer(config).reports())[-1]['status'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "completed"
+
+
+@pytest.mark.parametrize("loss", ["gan", "lsgan", "hinge", "wgan", "wgan-gp"])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_every_loss_and_mode_trains_and_reports_signals(grid25, loss, conditional):
+    reports = run_to_end(Trainer(grid_config(loss=loss, conditional=conditional), grid25))
+    assert [r["step"] for r in reports] == [10, 20]
+    assert [r["status"] for r in reports] == ["running", "completed"]
+    for key in SIGNALS + ("steps_per_s", "modes_covered", "high_quality", "kl_modes"):
+        assert math.isfinite(reports[-1][key]), key
+    assert (reports[-1]["gp"] > 0) == (loss == "wgan-gp")
+
+
+def test_wgan_critic_weights_stay_within_clip(grid25):
+    trainer = Trainer(grid_config(loss="wgan", clip=0.02, d_steps=1, steps=1, eval_every=1), grid25)
+    with torch.no_grad():
+        for parameter in trainer.discriminator.parameters():
+            parameter.normal_(0.0, 1.0)
+    run_to_end(trainer)
+    weights = torch.cat([p.flatten() for p in trainer.discriminator.parameters()])
+    assert weights.abs().max().item() <= 0.02
+    assert weights.abs().max().item() > 0.019  # weights started far outside: clipping did happen
+
+
+def test_dcgan_and_conditional_shapes():
+    for dataset, shape in (("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
+        config = config_from_dict(dict(dataset=dataset, conditional=True, width=8, device="cpu"))
+        from trainables.models import build_discriminator, build_generator
+
+        images = build_generator(config)(torch.randn(4, config.latent_dim), torch.arange(4))
+        assert images.shape == (4, *shape) and images.abs().max() <= 1
+        assert build_discriminator(config)(images, torch.arange(4)).shape == (4,)
+
+
+def test_same_seed_same_losses_and_resume_reproduces_uninterrupted_run(grid25, tmp_path):
+    config = grid_config(loss="wgan-gp", conditional=True, steps=30, eval_every=10)
+    uninterrupted = run_to_end(Trainer(config, grid25))
+    assert [r["d_loss"] for r in run_to_end(Trainer(config, grid25))] == [r["d_loss"] for r in uninterrupted]
+
+    first = Trainer(config.replace(steps=10), grid25)
+    run_to_end(first)
+    first.save_checkpoint(tmp_path / "checkpoint.pt")
+    resumed = Trainer.from_checkpoint(tmp_path / "checkpoint.pt", {"steps": 30}, data=grid25)
+    assert resumed.step == 10
+    rest = run_to_end(resumed)
+    assert [r["step"] for r in rest] == [20, 30]
+    for ours, theirs in zip(rest, uninterrupted[1:]):
+        for key in SIGNALS + ("high_quality",):
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), key
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(grid25, tmp_path):
+    trainer = Trainer(grid_config(steps=10), grid25)
+    run_to_end(trainer)
+    trainer.save_checkpoint(tmp_path / "checkpoint.pt")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert {"config", "step", "generator", "discriminator", "opt_g", "opt_d", "rng", "metrics"} <= set(state)
+    assert state["step"] == 10 and state["config"]["dataset"] == "grid25"
+    assert state["metrics"]["status"] == "completed"
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_divergence_ends_with_status_and_last_finite_metrics(grid25):
+    trainer = Trainer(grid_config(steps=30), grid25)
+    reports = trainer.reports()
+    first = next(reports)
+    with torch.no_grad():
+        next(trainer.generator.parameters()).fill_(float("nan"))
+    last = next(reports)
+    assert last["status"] == "diverged" and last["step"] == 20
+    assert all(last[key] == first[key] for key in SIGNALS)
+    assert list(reports) == []
+
+
+def test_exploding_learning_rate_diverges_without_traceback(grid25):
+    reports = run_to_end(Trainer(grid_config(lr_d=1e30, lr_g=1e30, steps=40), grid25))
+    assert reports[-1]["status"] == "diverged"
+    assert all(math.isfinite(v) for v in reports[-1].values() if isinstance(v, float))
+
+
+def test_cli_train_writes_outputs_and_prints_metrics_json(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "pipelines.cli", "train", "--config", "configs/ring8_gan.yaml",
+               "steps=20", "eval_every=10", "eval_samples=500", "device=cpu", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    written = json.loads((out / "metrics.json").read_text())
+    assert printed == written
+    assert written["status"] == "completed" and written["step"] == 20
+    assert {"d_loss", "g_loss", "modes_covered", "high_quality", "kl_modes", "steps_per_s"} <= set(written)
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000010.png", "step_000020.png"]
+    assert (out / "checkpoint.pt").is_file() and (out / "config.yaml").is_file()
+
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+    resumed = subprocess.run([sys.executable, "-m", "pipelines.cli", "train", "--resume", str(out), "steps=30"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 30
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_matches_eager_losses_on_gpu():
+    data = load_dataset("grid25")
+    config = grid_config(device="cuda", loss="wgan-gp", steps=20, eval_every=20)
+    graph = run_to_end(Trainer(config, data))[-1]
+    eager = run_to_end(Trainer(config.replace(cuda_graph=False), data))[-1]
+    for key in ("d_loss", "g_loss", "gp"):
+        assert graph[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-4), key
