@@ -23,7 +23,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gantune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gantune", description="Hyperparameter search for GANs: train, search, promote, export, generate.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -65,7 +66,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_
 
 def _stop_process_group(process: subprocess.Popen) -> None:
     """Stop a process started in its own session and every worker it forked, by its group id."""
-    for sig, grace_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+    for sig, grace_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
@@ -92,10 +93,69 @@ def mlflow_server(tmp_path_factory) -> str:
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))},
         )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(url, process, log)
         yield url
     finally:
+        _stop_process_group(process)
+
+
+TRACKED_PRESET = """
+dataset: grid25
+metric: kl_modes
+searcher: {name: random, seed: 1}
+scheduler: {name: asha, grace_period: 50, reduction_factor: 2}
+budget: {num_samples: 6, max_steps: 150, max_concurrent: 3}
+resources: {cpus_per_trial: 0.5}
+params:
+  arch: mlp
+  conditional: false
+  loss: [gan, lsgan, hinge]
+  lr_g: {low: 2.0e-4, high: 2.0e-3, log: true}
+  width: 32
+  batch_size: 64
+  latent_dim: 8
+  eval_every: 50
+  eval_samples: 1000
+"""
+
+
+@pytest.fixture(scope="session")
+def tracked_search(mlflow_server, tmp_path_factory) -> dict:
+    """One small ASHA search of grid25 logged to the MLflow server; shared by tracking and promotion tests."""
+    from pipelines.cli import main
+
+    storage = tmp_path_factory.mktemp("tracked")
+    preset = storage / "tracked.yaml"
+    preset.write_text(TRACKED_PRESET)
+    started = time.monotonic()
+    code = main(["search", "--config", str(preset), "--storage", str(storage), "--name", "tracked",
+                 "--tracking-uri", mlflow_server, "--experiment", "tracked"])
+    assert code == 0
+    return {"uri": mlflow_server, "experiment": "tracked", "folder": storage / "tracked",
+            "seconds": time.monotonic() - started}
+
+
+@pytest.fixture
+def spawn_service(tmp_path):
+    """Start a server process in its own session on a free loopback port; stopped by its group at teardown.
+
+    Call it with the command (``{port}`` in it is replaced) and the environment; returns
+    (port, process, log path)."""
+    started: list[subprocess.Popen] = []
+
+    def spawn(command: list[str], env: dict[str, str]) -> tuple[int, subprocess.Popen, Path]:
+        port = _free_port()
+        log = tmp_path / f"service-{port}.log"
+        with log.open("w") as sink:
+            process = subprocess.Popen([part.format(port=port) for part in command], stdout=sink,
+                                       stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        started.append(process)
+        return port, process, log
+
+    yield spawn
+    for process in started:
         _stop_process_group(process)

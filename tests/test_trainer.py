@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainables.checkpoint import load_checkpoint
-from trainables.config import config_from_dict
+from trainables.config import config_from_dict, load_config
 from trainables.data import load_dataset
 from trainables.trainer import Trainer
 
@@ -143,6 +143,24 @@ def test_cli_train_writes_outputs_and_prints_metrics_json(tmp_path):
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["step"] == 30
+
+
+def test_wgan_gp_covers_at_least_20_of_the_25_grid_modes():
+    reports = run_to_end(Trainer(load_config("configs/grid25_wgan_gp.yaml", ["device=cpu"])))
+    assert reports[-1]["status"] == "completed"
+    assert reports[-1]["modes_covered"] >= 20, [r["modes_covered"] for r in reports]
+    assert reports[0]["modes_covered"] < reports[-1]["modes_covered"]
+
+
+def test_short_mnist_dcgan_run_lowers_fd(data_root):
+    config = config_from_dict(
+        dict(dataset="mnist", data_root=str(data_root), width=16, steps=300, eval_every=100, device="cpu")
+    )
+    reports = run_to_end(Trainer(config))
+    fds = [r["fd"] for r in reports]
+    assert fds[-1] < 0.8 * fds[0], fds
+    assert all(len(r["evaluator_hash"]) >= 12 for r in reports)
+    assert 0 <= reports[-1]["classes_covered"] <= 10 and reports[-1]["is"] >= 1.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,0 +1,105 @@
+"""``gantune generate``: samples from an exported or registered generator, as one picture.
+
+An export folder is read with torch alone; a ``models:/`` URI is downloaded first. The picture
+is written beside its destination and renamed into place, so a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from trainables.config import ConfigError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("generate", help="write samples of a generator as an image")
+    parser.add_argument("--model", required=True, metavar="DIR_OR_URI",
+                        help="export folder (gantune export --out) or models:/NAME@ALIAS")
+    parser.add_argument("--n", default="64", metavar="N", help="number of samples (default 64)")
+    parser.add_argument("--labels", metavar="L,L,...", help="class labels, repeated to N (conditional generators)")
+    parser.add_argument("--seed", default="0", metavar="S", help="noise seed (default 0)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="image to write (.png or .jpg)")
+    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI)")
+    parser.set_defaults(func=run)
+
+
+def _count(flag: str, text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(f"{flag} must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def parse_labels(text: str | None, n: int, spec):
+    """``0,1,2`` repeated to ``n`` labels; None lets a conditional generator cycle all classes."""
+    import torch
+
+    if text is None:
+        return None
+    if not spec.conditional:
+        raise ConfigError("--labels: this generator is unconditional; leave --labels out")
+    try:
+        given = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        given = []
+    if not given or any(not 0 <= label < spec.num_classes for label in given):
+        raise ConfigError(f"--labels must be comma-separated integers in 0..{spec.num_classes - 1}, got {text!r}")
+    return torch.tensor(given).repeat((n + len(given) - 1) // len(given))[:n]
+
+
+def _load(model: str, tracking_uri: str | None, scratch: str):
+    from trainables.exported import ExportError, load_exported
+
+    folder = Path(model)
+    if ":/" in model and not folder.exists():
+        from pipelines.model_source import download_model_export, tracking_client
+
+        folder, _ = download_model_export(tracking_client(tracking_uri), model, scratch)
+    try:
+        return load_exported(folder)
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+
+
+def write_picture(path: Path, samples, generator) -> None:
+    """A grid of images, or a scatter of 2-D points over the dataset's mode centres."""
+    from pipelines.export_folder import grid_columns
+    from trainables.data import MIXTURES
+    from trainables.sample_grid import write_image_grid, write_scatter
+
+    dataset = generator.info["config"]["dataset"]
+    if dataset in MIXTURES:
+        write_scatter(path, samples, MIXTURES[dataset]().centers)
+    else:
+        write_image_grid(path, samples, nrow=grid_columns(samples.shape[0]))
+
+
+def run(args) -> int:
+    n = _count("--n", args.n, 1)
+    seed = _count("--seed", args.seed, 0)
+    out = Path(args.out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out {args.out!r} must end in {', '.join(IMAGE_SUFFIXES)}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
+    with tempfile.TemporaryDirectory(prefix="gantune-generate-") as scratch:
+        generator = _load(args.model, args.tracking_uri, scratch)
+        labels = parse_labels(args.labels, n, generator.spec)
+        samples = generator.generate(n, labels, seed)
+        handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
+        os.close(handle)
+        try:
+            write_picture(Path(partial), samples, generator)
+            os.replace(partial, out)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    print(f"wrote {n} samples of shape {tuple(samples.shape[1:])} to {out}")
+    return 0

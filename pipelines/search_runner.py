@@ -1,0 +1,215 @@
+"""Run a validated search on Ray Tune: searcher, scheduler, callbacks, Ray start-up and ``best.json``.
+
+``run_search`` is the Python entry point; ``gantune search`` validates its flags and calls it.
+Everything that can be wrong with the input has been checked before this module starts Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces.preset import SearchPreset
+from search_spaces.space import Choice, Param, Pinned, Range
+from pipelines.search_folder import SearchFolder
+from pipelines.tracking_target import TrackingTarget
+
+# Snapshot the experiment state every second (Tune's default is 10 s or more): a driver killed
+# between snapshots reruns every trial that finished since the last one.
+EXPERIMENT_SNAPSHOT_S = "1"
+# Kept per trial: the best checkpoints by the search metric (Tune always keeps the latest, too).
+CHECKPOINTS_KEPT = 2
+TRIAL_RETRIES = 2
+ENV_FOR_TRIALS = ("GANTUNE_DATA_ROOT", "GANTUNE_CACHE_DIR")
+# A reused actor waits for the previous trial's thread to end, and a stopped trial's thread ends
+# only at its next report, up to one evaluation interval later; Tune's default wait (2 s) then
+# fails the next trial instead of waiting.
+TRIAL_THREAD_EXIT_S = "600"
+
+
+class RayStartError(RuntimeError):
+    """Ray could not be started or joined: nothing of the search ran, and it can simply be rerun."""
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A search ready to start: what to search, where to keep it, and where to run it."""
+
+    preset: SearchPreset
+    folder: SearchFolder
+    study_url: str
+    address: str | None = None  # None: start an embedded Ray on this machine
+    resume: bool = False
+    reuse_actors: bool = True  # a new trial takes over a finished trial's process (no start-up)
+    extra_callbacks: tuple = ()  # further tune.Callback objects, e.g. a benchmark's timer
+    tracking: TrackingTarget | None = None  # None: no MLflow runs
+
+
+def trial_env() -> dict[str, str]:
+    """Environment the trials need from the driver, with local paths made absolute."""
+    env = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": TRIAL_THREAD_EXIT_S}
+    for key in ENV_FOR_TRIALS:
+        if os.environ.get(key):
+            value = os.environ[key]
+            env[key] = value if "://" in value else str(Path(value).expanduser().resolve())
+    return env
+
+
+def build_searcher(run: SearchRun):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    preset = run.preset
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    samplers = {
+        # Multivariate TPE models parameters jointly; `group` splits the joint model by which
+        # parameters a trial actually sampled, which is what a conditional space needs.
+        # `constant_liar` keeps concurrent trials from being handed the same suggestion.
+        "tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True, seed=preset.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=preset.seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=preset.seed),
+    }
+    return OptunaSearch(
+        space=preset.define_by_run(),
+        metric=preset.metric,
+        mode=preset.mode,
+        sampler=samplers[preset.searcher](),
+        study_name=run.folder.name,
+        storage=optuna.storages.RDBStorage(run.study_url),
+    )
+
+
+def _mutation(param: Param):
+    """PBT's perturbation domain for one param: log scale for log ranges, neighbouring values for integers."""
+    from ray import tune
+
+    if isinstance(param, Choice):
+        return list(param.values)
+    if isinstance(param, Range) and param.integer:
+        return list(range(int(param.low), int(param.high) + 1))
+    if isinstance(param, Range):
+        return (tune.loguniform if param.log else tune.uniform)(param.low, param.high)
+    raise ValueError(f"a pinned param cannot be perturbed: {param}")
+
+
+def build_scheduler(preset: SearchPreset):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    scheduler = preset.scheduler
+    first_report = min(preset.eval_every, preset.budget.max_steps)
+    if scheduler.name == "fifo":
+        return FIFOScheduler()
+    if scheduler.name == "pbt":
+        return PopulationBasedTraining(
+            time_attr="step",
+            perturbation_interval=scheduler.perturbation_interval or first_report,
+            hyperparam_mutations={key: _mutation(preset.params[key]) for key in scheduler.mutate},
+        )
+    return ASHAScheduler(
+        time_attr="step",
+        max_t=preset.budget.max_steps,
+        grace_period=scheduler.grace_period or first_report,
+        reduction_factor=scheduler.reduction_factor,
+    )
+
+
+def search_callbacks(run: SearchRun) -> list:
+    """Every driver-side Tune callback of a search, in one place."""
+    from pipelines.search_report import SearchProgress
+
+    callbacks = [SearchProgress(run.preset.metric, run.preset.mode), *run.extra_callbacks]
+    if run.tracking is not None:
+        from pipelines.tracking import MlflowTracking
+
+        callbacks.append(MlflowTracking(run.tracking, run.folder, run.preset.to_dict()))
+    return callbacks
+
+
+def build_trainable(preset: SearchPreset):
+    from ray import tune
+
+    from trainables.tune_trainable import train_gan
+
+    resources = {"cpu": preset.resources.cpus_per_trial, "gpu": preset.resources.gpus_per_trial}
+    trainable = tune.with_parameters(
+        train_gan, metric=preset.metric, mode=preset.mode, cpus=preset.resources.cpus_per_trial
+    )
+    return tune.with_resources(trainable, resources)
+
+
+def build_tuner(run: SearchRun):
+    from ray import tune
+
+    preset = run.preset
+    trainable = build_trainable(preset)
+    if run.resume:
+        return tune.Tuner.restore(run.folder.experiment, trainable, resume_unfinished=True, resume_errored=True)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=preset.metric,
+            mode=preset.mode,
+            search_alg=build_searcher(run),
+            scheduler=build_scheduler(preset),
+            num_samples=preset.budget.num_samples,
+            max_concurrent_trials=preset.budget.max_concurrent,
+            time_budget_s=preset.budget.time_budget,
+            reuse_actors=run.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=Path(run.folder.experiment).name,
+            storage_path=run.folder.path,
+            callbacks=search_callbacks(run),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=CHECKPOINTS_KEPT,
+                checkpoint_score_attribute=preset.metric,
+                checkpoint_score_order=preset.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+            verbose=0,
+        ),
+    )
+
+
+def prepare_evaluator(preset: SearchPreset) -> None:
+    """Build the image evaluator once on the driver, so concurrent trials find it cached."""
+    if preset.dataset in ("ring8", "grid25"):
+        return
+    from trainables.evaluator import load_or_train_evaluator
+
+    load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"))
+
+
+def run_search(run: SearchRun) -> dict[str, Any] | None:
+    """Run (or resume) a search to its end; returns the ``best.json`` record, also written to the folder."""
+    import ray
+
+    from pipelines.search_report import best_record, trial_table
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
+    if not run.resume:
+        run.folder.write_search(run.preset.to_dict())
+    prepare_evaluator(run.preset)
+    # "local" starts a fresh Ray here even when a `ray start` cluster runs on this host, which a
+    # bare ray.init() would join.
+    embedded = {"include_dashboard": False} if run.address is None else {}
+    try:
+        ray.init(address=run.address or "local", runtime_env={"env_vars": trial_env()}, log_to_driver=False,
+                 **embedded)
+    except Exception as err:  # Ray raises a bare Exception when its node does not come up
+        raise RayStartError(f"Ray did not start ({str(err).splitlines()[0]}); the search can be rerun with "
+                            f"--name {run.folder.name}") from err
+    try:
+        results = build_tuner(run).fit()
+    finally:
+        ray.shutdown()
+    preset = run.preset
+    print(trial_table(results, preset.metric, preset.mode))
+    best = best_record(results, preset.metric, preset.mode)
+    if best is not None:
+        location = run.folder.write_best(best)
+        print(f"best {preset.metric} {best['value']:.4g} (trial {best['trial_id']}); written to {location}")
+    return best

@@ -1,0 +1,132 @@
+"""The hyperparameter space as Optuna define-by-run code.
+
+A GAN's hyperparameters are conditional: ``clip`` only means something for WGAN, ``gp_weight``
+only for WGAN-GP, Adam's betas only for Adam. Define-by-run lets each trial sample its loss (and
+optimizer) first and then ask only for the parameters that variant uses, so a parameter that has
+no effect is never sampled, never recorded, and never misleads TPE.
+
+A parameter is one of three things: ``Pinned`` (a constant every trial gets), ``Choice`` (a
+categorical) or ``Range`` (a numeric interval, optionally log-scaled). ``FULL_SPACE`` is the
+space a search covers when a preset says nothing about a parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
+
+from trainables.config import (
+    ARCH_NAMES,
+    KEYS,
+    LOSS_NAMES,
+    LOSS_SPECIFIC_KEYS,
+    OPTIMIZER_SPECIFIC_KEYS,
+    POINT_DATASETS,
+    TrainConfig,
+)
+
+Scalar = Union[bool, int, float, str, None]
+
+
+@dataclass(frozen=True)
+class Pinned:
+    value: Scalar
+
+    def suggest(self, trial: Any, name: str) -> Scalar:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple[Scalar, ...]
+
+    def suggest(self, trial: Any, name: str) -> Scalar:
+        return trial.suggest_categorical(name, list(self.values))
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def suggest(self, trial: Any, name: str) -> int | float:
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+Param = Union[Pinned, Choice, Range]
+
+# The full search space (issue 4). Batch size and latent size are categorical: powers of two and
+# the customary 100 are what anyone would try, and TPE models a short list better than a range.
+FULL_SPACE: dict[str, Param] = {
+    "loss": Choice(LOSS_NAMES),
+    "conditional": Choice((False, True)),
+    "arch": Choice(ARCH_NAMES),
+    "d_steps": Range(1, 10, integer=True),
+    "g_steps": Range(1, 3, integer=True),
+    "clip": Range(1e-3, 1e-1, log=True),
+    "gp_weight": Range(0.1, 100.0, log=True),
+    "lr_g": Range(1e-5, 1e-2, log=True),
+    "lr_d": Range(1e-5, 1e-2, log=True),
+    "beta1": Range(0.0, 0.9),
+    "beta2": Range(0.9, 0.999),
+    "batch_size": Choice((32, 64, 128, 256)),
+    "latent_dim": Choice((16, 32, 64, 100, 128)),
+    "label_smoothing": Range(0.0, 0.3),
+    "spectral_norm": Choice((False, True)),
+}
+
+# Sampled first, because whether the others apply depends on them.
+_DECIDING_KEYS = ("loss", "optimizer")
+
+# The optimizer each loss trains with when none is chosen (WGAN's paper uses RMSprop).
+_DEFAULT_OPTIMIZER = {loss: ("rmsprop" if loss == "wgan" else "adam") for loss in LOSS_NAMES}
+
+
+def full_space(dataset: str) -> dict[str, Param]:
+    """``FULL_SPACE`` for one dataset: 2-D mixtures have no convolutional architecture."""
+    space = dict(FULL_SPACE)
+    if dataset in POINT_DATASETS:
+        space["arch"] = Pinned("mlp")
+    return space
+
+
+def applies(key: str, chosen: Mapping[str, Any]) -> bool:
+    """Whether ``key`` has an effect given the loss and optimizer a trial has chosen."""
+    loss = chosen.get("loss", TrainConfig.loss)
+    if key in LOSS_SPECIFIC_KEYS:
+        return loss in LOSS_SPECIFIC_KEYS[key]
+    if key in OPTIMIZER_SPECIFIC_KEYS:
+        optimizer = chosen.get("optimizer") or _DEFAULT_OPTIMIZER[loss]
+        return optimizer in OPTIMIZER_SPECIFIC_KEYS[key]
+    return True
+
+
+class DefineByRun:
+    """The define-by-run function OptunaSearch calls once per trial.
+
+    Sampled values are recorded by Optuna itself; the return value holds the pinned values that
+    apply to the trial, which Tune merges into the trial's config. A class (not a closure) so that
+    Tune can pickle the searcher into its experiment checkpoint for ``--resume``.
+    """
+
+    def __init__(self, params: Mapping[str, Param]):
+        unknown = set(params) - set(KEYS)
+        if unknown:
+            raise ValueError(f"not trainer keys: {sorted(unknown)}")
+        ordered = [k for k in _DECIDING_KEYS if k in params] + [k for k in KEYS if k in params]
+        self.params = {key: params[key] for key in dict.fromkeys(ordered)}
+
+    def choose(self, trial: Any) -> dict[str, Scalar]:
+        """Every value that applies to this trial, sampled or pinned."""
+        chosen: dict[str, Scalar] = {}
+        for key, param in self.params.items():
+            if applies(key, chosen):
+                chosen[key] = param.suggest(trial, key)
+        return chosen
+
+    def __call__(self, trial: Any) -> dict[str, Scalar]:
+        return {k: v for k, v in self.choose(trial).items() if isinstance(self.params[k], Pinned)}

@@ -1,0 +1,156 @@
+"""Promotion by alias, export from the registry, and serving, against a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.promote import decide
+
+# Two evaluation steps at a learning rate that barely moves the generator: surely worse than the
+# best trial of the tracked search, on the same metric and evaluator.
+WORSE_PRESET = """
+dataset: grid25
+metric: kl_modes
+scheduler: fifo
+budget: {num_samples: 1, max_steps: 20, max_concurrent: 1}
+resources: {cpus_per_trial: 0.5}
+params: {arch: mlp, conditional: false, loss: gan, lr_g: 1.0e-7, lr_d: 1.0e-7, width: 32, latent_dim: 8, eval_every: 10, eval_samples: 1000}
+"""
+
+
+def promote(tracked, *flags: str) -> int:
+    return main(["promote", "--experiment", tracked["experiment"], "--tracking-uri", tracked["uri"],
+                 "--model-name", "grid25-gen", *flags])
+
+
+@pytest.fixture(scope="module")
+def promotions(tracked_search, tmp_path_factory):
+    """Promote the tracked search, then a worse search into the same experiment; the registry after each."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracked_search["uri"])
+    assert promote(tracked_search) == 0
+    first = client.get_model_version_by_alias("grid25-gen", "champion")
+    storage = tmp_path_factory.mktemp("worse")
+    (storage / "worse.yaml").write_text(WORSE_PRESET)
+    assert main(["search", "--config", str(storage / "worse.yaml"), "--storage", str(storage), "--name", "worse",
+                 "--tracking-uri", tracked_search["uri"], "--experiment", tracked_search["experiment"]]) == 0
+    assert promote(tracked_search) == 0
+    versions = client.search_model_versions("name = 'grid25-gen'")
+    second = client.get_model_version_by_alias("grid25-gen", "champion")
+    return {"client": client, "first": first, "second": second, "versions": versions, "tracked": tracked_search}
+
+
+def test_first_promotion_takes_the_alias_with_lineage(promotions):
+    first = promotions["first"]
+    assert first.version == "1"
+    tags = first.tags
+    for key in ("source_run", "search", "dataset", "evaluator_hash", "metric", "metric_value"):
+        assert tags[key], key
+    assert tags["search"] == "tracked" and tags["dataset"] == "grid25" and tags["metric"] == "kl_modes"
+    parent_best = promotions["client"].get_run(tags["source_run"]).data.tags["gantune.best_value"]
+    assert float(tags["metric_value"]) == pytest.approx(float(parent_best))
+
+
+def test_a_worse_search_is_registered_but_the_alias_stays(promotions):
+    versions = {v.version: v for v in promotions["versions"]}
+    assert sorted(versions) == ["1", "2"]
+    assert float(versions["2"].tags["metric_value"]) > float(versions["1"].tags["metric_value"])
+    assert versions["2"].tags["search"] == "worse"
+    assert promotions["second"].version == "1"
+
+
+def test_promoting_again_registers_nothing_new(promotions, capsys):
+    assert promote(promotions["tracked"]) == 0
+    assert "stays on version 1" in capsys.readouterr().out
+    assert len(promotions["client"].search_model_versions("name = 'grid25-gen'")) == 2
+
+
+@pytest.mark.parametrize(
+    "champion, move",
+    [
+        (None, True),
+        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.5"}, True),
+        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.2"}, False),
+        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.3"}, False),  # a tie keeps the holder
+        ({"metric": "kl_modes", "evaluator_hash": "other", "metric_value": "9.0"}, False),
+        ({"metric": "modes_covered", "evaluator_hash": "none", "metric_value": "1"}, False),
+    ],
+)
+def test_the_alias_moves_only_on_a_strictly_better_comparable_score(champion, move):
+    assert decide(0.3, "none", "kl_modes", "min", champion)[0] is move
+
+
+def test_export_from_the_registry_and_generate(promotions, tmp_path):
+    tracked = promotions["tracked"]
+    out = tmp_path / "champion"
+    assert main(["export", "--model", "models:/grid25-gen@champion", "--tracking-uri", tracked["uri"],
+                 "--out", str(out)]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["lineage"]["model"] == "models:/grid25-gen/1"
+    assert info["lineage"]["source_run"] == promotions["first"].run_id
+    assert "source_run" in (out / "model_card.md").read_text()
+    grid = tmp_path / "points.png"
+    assert main(["generate", "--model", "models:/grid25-gen@champion", "--tracking-uri", tracked["uri"],
+                 "--n", "300", "--out", str(grid)]) == 0
+    assert grid.stat().st_size > 0
+    by_run = tmp_path / "by-run"
+    assert main(["export", "--run-id", promotions["first"].run_id, "--tracking-uri", tracked["uri"],
+                 "--out", str(by_run)]) == 0
+    assert json.loads((by_run / "config.json").read_text())["config"] == info["config"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["export", "--model", "models:/grid25-gen@nobody", "--out", "{tmp}/x"], "--model models:/grid25-gen@nobody"),
+        (["export", "--model", "runs:/abc", "--out", "{tmp}/x"], "is not models:/NAME@ALIAS"),
+        (["export", "--run-id", "0123456789abcdef", "--out", "{tmp}/x"], "--run-id 0123456789abcdef"),
+        (["generate", "--model", "models:/no-such-model/3", "--out", "{tmp}/x.png"], "--model models:/no-such-model/3"),
+        (["promote", "--experiment", "no-such-experiment"], "does not exist"),
+    ],
+)
+def test_wrong_uri_or_run_id_is_one_line(argv, message, promotions, tmp_path, capsys):
+    argv = [part.format(tmp=tmp_path) for part in argv] + ["--tracking-uri", promotions["tracked"]["uri"]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mlflow_models_serve_answers_with_samples(promotions, spawn_service, tmp_path):
+    """The registered pyfunc model, served from this environment, turns rows of noise into points."""
+    latent_dim = int(promotions["client"].get_run(promotions["first"].run_id).data.params["latent_dim"])
+    # As in an activated virtualenv: the server runs the environment's own `uvicorn`.
+    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": promotions["tracked"]["uri"], "PATH": path}
+    port, server, log = spawn_service(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/grid25-gen@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"], env)
+    rows = [[0.1] * latent_dim, [-0.4] * latent_dim]
+    body = json.dumps({"dataframe_split": {"columns": [f"z{i}" for i in range(latent_dim)], "data": rows}})
+    predictions = json.loads(_post_when_up(f"http://127.0.0.1:{port}/invocations", body.encode(), server, log))
+    assert [len(point) for point in predictions["predictions"]] == [2, 2]
+
+
+def _post_when_up(url: str, body: bytes, server: subprocess.Popen, log, timeout_s: float = 120.0) -> str:
+    """POST once the server listens; polls, and fails with the server's log if it dies or never answers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlflow models serve exited:\n{log.read_text()[-3000:]}")
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.read().decode()
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"mlflow models serve did not answer in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")

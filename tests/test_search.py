@@ -1,0 +1,209 @@
+"""End-to-end searches on real Ray: embedded, on a three-node local cluster, and resumed after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from pipelines.cli import main
+from trainables.checkpoint import load_checkpoint
+from trainables.config import config_from_dict
+from trainables.tune_trainable import CHECKPOINT_FILE, DIVERGED_PENALTY, SAMPLES_FILE
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BEST_KEYS = {"trial_id", "config", "metric", "mode", "value", "checkpoint"}
+
+
+def read_trials(experiment: Path) -> dict[str, dict]:
+    """Each trial's config and reports, from the files Tune wrote into the experiment folder."""
+    trials = {}
+    for params in experiment.glob("*/params.json"):
+        rows = [json.loads(line) for line in (params.parent / "result.json").read_text().splitlines() if line]
+        trial_id = rows[0]["trial_id"] if rows else params.parent.name
+        trials[trial_id] = {"folder": params.parent, "config": json.loads(params.read_text()), "rows": rows}
+    return trials
+
+
+def search(preset: str, storage: Path, name: str, *flags: str) -> int:
+    return main(["search", "--config", str(PRESETS / preset), "--storage", str(storage), "--name", name, *flags])
+
+
+@pytest.fixture(scope="session")
+def asha_search(tmp_path_factory) -> Path:
+    """One ASHA search of 10 grid25 trials over every loss, shared by the tests that inspect it."""
+    storage = tmp_path_factory.mktemp("asha")
+    assert search("asha_grid25.yaml", storage, "asha") == 0
+    return storage / "asha"
+
+
+def test_asha_stops_some_trials_early_and_the_best_beats_the_worst(asha_search):
+    trials = read_trials(asha_search / "tune")
+    assert len(trials) == 10
+    last_steps = {tid: t["rows"][-1]["step"] for tid, t in trials.items()}
+    finished = [tid for tid, t in trials.items() if t["rows"][-1]["status"] == "completed"]
+    stopped = [tid for tid, t in trials.items() if last_steps[tid] < 200 and not t["rows"][-1]["diverged"]]
+    assert finished and stopped, last_steps
+    best_per_trial = {tid: min(row["kl_modes"] for row in t["rows"]) for tid, t in trials.items()}
+
+    best = json.loads((asha_search / "best.json").read_text())
+    assert set(best) == BEST_KEYS
+    assert (best["metric"], best["mode"]) == ("kl_modes", "min")
+    assert best["value"] == min(best_per_trial.values()) < max(best_per_trial.values())
+    assert best_per_trial[best["trial_id"]] == best["value"]
+    assert best["config"] == config_from_dict(trials[best["trial_id"]]["config"]).to_dict()
+
+
+def test_best_checkpoint_is_the_one_where_the_best_value_was_reached(asha_search):
+    best = json.loads((asha_search / "best.json").read_text())
+    rows = read_trials(asha_search / "tune")[best["trial_id"]]["rows"]
+    best_steps = {row["step"] for row in rows if row["kl_modes"] == best["value"]}
+    state = load_checkpoint(best["checkpoint"])
+    assert state["step"] in best_steps  # not the trial's last checkpoint unless the best came last
+    assert state["metrics"]["kl_modes"] == best["value"]
+    assert (Path(best["checkpoint"]).parent / SAMPLES_FILE).stat().st_size > 0
+
+
+def test_trial_configs_hold_conditional_params_only_for_their_loss(asha_search):
+    trials = read_trials(asha_search / "tune")
+    losses = {t["config"]["loss"] for t in trials.values()}
+    assert {"wgan", "wgan-gp"} <= losses  # the seeded search samples both
+    for trial in trials.values():
+        config = trial["config"]
+        assert ("clip" in config) == (config["loss"] == "wgan")
+        assert ("gp_weight" in config) == (config["loss"] == "wgan-gp")
+        assert ("label_smoothing" in config) == (config["loss"] == "gan")
+
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{asha_search / 'optuna.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == len(trials)
+    for trial in complete:
+        assert ("clip" in trial.params) == (trial.params["loss"] == "wgan")
+        assert ("gp_weight" in trial.params) == (trial.params["loss"] == "wgan-gp")
+
+
+def test_every_report_has_a_checkpoint_with_its_sample_grid(asha_search):
+    for trial in read_trials(asha_search / "tune").values():
+        kept = sorted(trial["folder"].glob("checkpoint_*"))
+        assert kept
+        for folder in kept:
+            assert (folder / CHECKPOINT_FILE).is_file() and (folder / SAMPLES_FILE).is_file()
+
+
+def test_diverging_trials_end_themselves_with_a_finite_penalty(tmp_path, capsys):
+    assert search("diverging_grid25.yaml", tmp_path, "diverging") == 0
+    out = capsys.readouterr().out
+    trials = read_trials(tmp_path / "diverging" / "tune")
+    assert len(trials) == 2
+    for trial in trials.values():
+        last = trial["rows"][-1]
+        assert last["diverged"] is True and last["status"] == "diverged"
+        assert last["kl_modes"] == DIVERGED_PENALTY
+        assert last["step"] < 400
+    assert re.search(r"diverged 2 \|", out)
+    assert json.loads((tmp_path / "diverging" / "best.json").read_text())["value"] == DIVERGED_PENALTY
+
+
+# ----------------------------------------------------------------------------- on a cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and two worker nodes on this machine, one CPU each; stopped by their process ids."""
+    nodes = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            nodes.add_node(num_cpus=1)
+        nodes.wait_for_nodes()
+        yield nodes
+    finally:
+        nodes.shutdown()
+
+
+def trial_actor_nodes(address: str) -> dict[str, str]:
+    """Actor id -> node id of every Tune trial actor the cluster has run."""
+    ray.init(address=address, log_to_driver=False)
+    try:
+        actors = ray._private.state.actors()
+    finally:
+        ray.shutdown()
+    return {aid: a["Address"]["NodeID"] for aid, a in actors.items() if a["ActorClassName"] == "ImplicitFunc"}
+
+
+def test_trials_spread_over_the_nodes_of_a_cluster(cluster, tmp_path):
+    before = trial_actor_nodes(cluster.address)
+    assert search("fifo_grid25.yaml", tmp_path, "spread", "--address", cluster.address) == 0
+    during = {aid: node for aid, node in trial_actor_nodes(cluster.address).items() if aid not in before}
+    assert len(set(during.values())) > 1
+    trials = read_trials(tmp_path / "spread" / "tune")
+    assert len(trials) == 6 and all(t["rows"][-1]["status"] == "completed" for t in trials.values())
+
+
+def snapshot_terminated(experiment: Path) -> set[str]:
+    """Trials the driver's last experiment snapshot records as ended: what a resume will not rerun."""
+    terminated = set()
+    for snapshot in experiment.glob("experiment_state-*.json"):
+        for trial_json, _ in json.loads(snapshot.read_text())["trial_data"]:
+            trial = json.loads(trial_json)
+            if trial["status"] == "TERMINATED":
+                terminated.add(trial["trial_id"])
+    return terminated
+
+
+def test_resume_after_the_driver_is_killed_reruns_no_finished_trial(cluster, tmp_path):
+    command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
+               "--address", cluster.address]
+    experiment = tmp_path / "killed" / "tune"
+    driver = subprocess.Popen([*command, "--config", str(PRESETS / "fifo_grid25.yaml"), "--max-concurrent", "2"],
+                              cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              start_new_session=True)
+    try:
+        # Each progress line (a trial end, or every few seconds) is a moment to look at the snapshot.
+        for line in driver.stdout:
+            if "finished" in line and len(snapshot_terminated(experiment)) >= 2:
+                break
+        os.killpg(driver.pid, signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait()
+    ended = snapshot_terminated(experiment)
+    finished_before = {tid: t["rows"] for tid, t in read_trials(experiment).items() if tid in ended}
+    assert 2 <= len(finished_before) < 6
+
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    trials = read_trials(experiment)
+    assert len(trials) == 6
+    assert all(t["rows"][-1]["status"] == "completed" and t["rows"][-1]["step"] == 200 for t in trials.values())
+    for tid, rows in finished_before.items():
+        assert trials[tid]["rows"] == rows  # not one more report: the finished trial did not run again
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{tmp_path / 'killed' / 'optuna.db'}")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6
+    assert json.loads((tmp_path / "killed" / "best.json").read_text())["trial_id"] in trials
+
+
+def test_pbt_perturbs_running_trials_which_continue_from_checkpoints(tmp_path):
+    assert search("pbt_grid25.yaml", tmp_path, "pbt") == 0
+    trials = read_trials(tmp_path / "pbt" / "tune")
+    assert len(trials) == 4
+    perturbed = 0
+    for trial in trials.values():
+        assert trial["rows"][-1]["step"] == 200
+        settings = [(row["config"]["lr_g"], row["config"]["lr_d"], row["config"]["d_steps"]) for row in trial["rows"]]
+        assert all(1 <= d_steps <= 4 for _, _, d_steps in settings)
+        changes = [i for i in range(1, len(settings)) if settings[i] != settings[i - 1]]
+        perturbed += bool(changes)
+        # The first report with new settings comes after step 50: the trial went on from a
+        # checkpoint instead of starting over.
+        assert all(trial["rows"][i]["step"] > 50 for i in changes)
+    assert perturbed >= 1

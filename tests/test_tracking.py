@@ -1,0 +1,212 @@
+"""MLflow runs of a real search on a real ``mlflow server``: one parent, a child per trial, true statuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.run_tags import TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
+from pipelines.tracking import trial_outcome
+from pipelines.tracking_target import embedded_target, resolve_tracking
+from trainables.config import ConfigError
+
+STEPS = 150
+
+
+def tune_trials(folder: Path) -> dict[str, list[dict]]:
+    """Each trial's reports, as Tune wrote them."""
+    trials = {}
+    for result in (folder / "tune").glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line]
+        trials[rows[0]["trial_id"]] = rows
+    return trials
+
+
+@pytest.fixture(scope="module")
+def logged(tracked_search):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracked_search["uri"])
+    experiment = client.get_experiment_by_name(tracked_search["experiment"])
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if run.data.tags.get(TAG_ROLE) == "search"]
+    children = [run for run in runs if run.data.tags.get(TAG_ROLE) == "trial"]
+    return {"client": client, "parents": parents, "children": children, "trials": tune_trials(tracked_search["folder"])}
+
+
+def test_one_parent_and_one_child_per_trial_none_running(logged):
+    assert len(logged["parents"]) == 1
+    parent = logged["parents"][0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags[TAG_METRIC] == "kl_modes" and parent.data.tags[TAG_MODE] == "min"
+    assert parent.data.params["budget.max_steps"] == str(STEPS) and "space.loss" in parent.data.params
+    children = logged["children"]
+    assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(logged["trials"])
+    assert all(run.data.tags[TAG_PARENT] == parent.info.run_id for run in children)
+    assert not [run for run in children if run.info.status == "RUNNING"]
+
+
+def test_statuses_follow_how_each_trial_ended(logged):
+    outcomes = {}
+    for run in logged["children"]:
+        rows = logged["trials"][run.data.tags[TAG_TRIAL_ID]]
+        expected = trial_outcome(rows[-1], errored=False)
+        assert run.data.tags[TAG_STATUS] == expected
+        assert run.info.status == ("FAILED" if expected == "diverged" else "FINISHED")
+        if expected == "early_stopped":
+            assert rows[-1]["step"] < STEPS
+        outcomes[expected] = outcomes.get(expected, 0) + 1
+    assert outcomes.get("early_stopped") and outcomes.get("completed"), outcomes
+
+
+def test_params_tags_and_metric_curves(logged):
+    client = logged["client"]
+    for run in logged["children"]:
+        rows = logged["trials"][run.data.tags[TAG_TRIAL_ID]]
+        assert run.data.params["loss"] == run.data.tags["loss"] and run.data.tags["arch"] == "mlp"
+        if run.data.params["loss"] != "gan":
+            assert "label_smoothing" not in run.data.params and "minimax" not in run.data.params
+        assert run.data.tags["node"]
+        history = client.get_metric_history(run.info.run_id, "kl_modes")
+        finite_rows = [row for row in rows if not row["diverged"]]
+        assert [m.step for m in history] == [row["step"] for row in finite_rows]
+        assert [m.value for m in history] == pytest.approx([row["kl_modes"] for row in finite_rows])
+        assert {"d_loss", "g_loss", "modes_covered"} <= set(run.data.metrics)
+    longest = max(logged["children"], key=lambda run: len(logged["trials"][run.data.tags[TAG_TRIAL_ID]]))
+    assert len(client.get_metric_history(longest.info.run_id, "g_loss")) > 1
+
+
+def test_sample_grids_and_best_checkpoint_are_artifacts(logged):
+    client = logged["client"]
+    for run in logged["children"]:
+        rows = [row for row in logged["trials"][run.data.tags[TAG_TRIAL_ID]] if not row["diverged"]]
+        grids = [f.path for f in client.list_artifacts(run.info.run_id, "samples")]
+        assert grids == [f"samples/step_{row['step']:07d}.png" for row in rows]
+        assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
+        best_step = min(rows, key=lambda row: row["kl_modes"])["step"]
+        assert run.data.tags[TAG_BEST_STEP] == str(best_step)
+
+
+def test_parent_summary_names_the_best_trial_whose_model_predicts(logged):
+    import mlflow.artifacts
+    import mlflow.pyfunc
+
+    from pipelines.pyfunc_model import input_example
+
+    parent = logged["client"].get_run(logged["parents"][0].info.run_id)
+    best_value = min(row["kl_modes"] for rows in logged["trials"].values() for row in rows if not row["diverged"])
+    assert parent.data.metrics["best_kl_modes"] == pytest.approx(best_value)
+    assert parent.data.metrics["trials"] == len(logged["trials"])
+    local = mlflow.artifacts.download_artifacts(f"runs:/{parent.data.tags[TAG_BEST_RUN]}/model",
+                                                tracking_uri=logged["client"].tracking_uri)
+    model = mlflow.pyfunc.load_model(local)
+    latent_dim = int(logged["client"].get_run(parent.data.tags[TAG_BEST_RUN]).data.params["latent_dim"])
+    frame = input_example(type("Spec", (), {"latent_dim": latent_dim, "conditional": False})(), rows=5)
+    points = model.predict(frame)
+    assert points.shape == (5, 2) and points.dtype.name == "float32"
+    assert model.metadata.signature is not None
+
+
+def test_cluster_search_with_unshared_local_storage_fails_at_start(tmp_path, capsys):
+    with socket.socket() as head:  # something answering at the address, as a Ray head would
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        code = main(["search", "--config", "grid25", "--storage", str(tmp_path / "runs"), "--address", address])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--shared-storage" in err[0] and "would be lost" in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tracking_target_rules(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = resolve_tracking(None, None, "s1", str(tmp_path / "s1"), True, None, False)
+    assert local == embedded_target(str(tmp_path / "s1"), "s1")
+    assert local.uri == f"sqlite:///{tmp_path / 's1' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    assert resolve_tracking(None, "exp", "s1", "s3://b/s1", False, "ray://h:10001", False).uri == mlflow_server
+    assert resolve_tracking(None, None, "s1", str(tmp_path), True, "h:6379", True).experiment == "s1"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(ConfigError, match="--tracking-uri"):
+        resolve_tracking(None, None, "s1", "s3://b/s1", False, None, False)
+
+
+def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code = main(["search", "--config", "grid25", "--storage", str(tmp_path), "--name", "s", "--tracking-uri", closed])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no MLflow server answers" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+RESUMED_PRESET = """
+dataset: grid25
+metric: kl_modes
+searcher: {name: random, seed: 2}
+scheduler: fifo
+budget: {num_samples: 3, max_steps: 100, max_concurrent: 2}
+resources: {cpus_per_trial: 0.5}
+params: {arch: mlp, conditional: false, loss: [gan, hinge], width: 32, latent_dim: 8, eval_every: 50, eval_samples: 1000}
+"""
+
+
+def _wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float = 300.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        if process.poll() is not None:
+            raise AssertionError(f"the search ended before {what}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    (tmp_path / "resumed.yaml").write_text(RESUMED_PRESET)
+    command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
+               "--tracking-uri", mlflow_server, "--experiment", "resumed"]
+    client = MlflowClient(mlflow_server)
+
+    def runs(status: str | None = None) -> list:
+        experiment = client.get_experiment_by_name("resumed")
+        if experiment is None:
+            return []
+        query = f"tags.`{TAG_ROLE}` = 'trial'" + (f" and attributes.status = '{status}'" if status else "")
+        return client.search_runs([experiment.experiment_id], query)
+
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = subprocess.Popen([*command, "--config", str(tmp_path / "resumed.yaml")], stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: runs("FINISHED") and runs("RUNNING"), "a finished and a running trial", driver)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = {run.data.tags[TAG_TRIAL_ID]: run.info.run_id for run in runs()}
+    assert any(run.info.status == "RUNNING" for run in runs())
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = runs()
+    trial_ids = [run.data.tags[TAG_TRIAL_ID] for run in after]
+    assert sorted(trial_ids) == sorted(tune_trials(tmp_path / "killed")) and len(set(trial_ids)) == len(trial_ids)
+    assert {run.data.tags[TAG_TRIAL_ID]: run.info.run_id for run in after if run.data.tags[TAG_TRIAL_ID] in before} == before
+    assert all(run.info.status == "FINISHED" and run.data.tags[TAG_STATUS] == "completed" for run in after)
+    parents = client.search_runs([after[0].info.experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
