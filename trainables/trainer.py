@@ -157,15 +157,16 @@ class Trainer:
         self._generator_sums.zero_()
         return dict(zip(CRITIC_SIGNALS + GENERATOR_SIGNALS, critic + generator))
 
-    def _parameters_finite(self) -> bool:
-        parameters = list(self.generator.parameters()) + list(self.discriminator.parameters())
-        return bool(torch.stack([p.isfinite().all() for p in parameters]).all())
+    def _all_finite(self, samples: Tensor) -> bool:
+        """Whether every weight of G and D, and the evaluation samples, are finite."""
+        tensors = [*self.generator.parameters(), *self.discriminator.parameters(), samples]
+        return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
     def reports(self) -> Iterator[dict[str, Any]]:
         """Train to ``config.steps``, yielding a report every ``eval_every`` steps and at the end.
 
         Reports fall on multiples of ``eval_every`` whatever step training resumed from, so a
-        resumed run evaluates where the uninterrupted one did. A non-finite loss or parameter
+        resumed run evaluates where the uninterrupted one did. A non-finite loss, weight or sample
         ends training with a ``diverged`` report that keeps the last finite metrics.
         """
         config = self.config
@@ -175,18 +176,16 @@ class Trainer:
             self.run_steps(interval)
             signals = self._drain_signals(interval)
             steps_per_s = interval / (time.perf_counter() - started)
-            if not (all(map(math.isfinite, signals.values())) and self._parameters_finite()):
+            labels = self._balanced_labels(config.eval_samples)
+            samples = self.sample(config.eval_samples, labels)
+            finite = all(map(math.isfinite, signals.values())) and self._all_finite(samples)
+            if not finite:
                 yield {**self.last_report, "step": self.step, "status": "diverged"}
                 return
             status = "completed" if self.step >= config.steps else "running"
             self.last_report = {"step": self.step, "status": status, **signals, "steps_per_s": steps_per_s}
-            self.last_report.update(self.evaluate())
+            self.last_report.update(self.quality.evaluate(samples, labels))
             yield self.last_report
-
-    def evaluate(self) -> dict[str, Any]:
-        """Quality metrics of ``eval_samples`` fresh samples; conditional models get balanced labels."""
-        labels = self._balanced_labels(self.config.eval_samples)
-        return self.quality.evaluate(self.sample(self.config.eval_samples, labels), labels)
 
     def _balanced_labels(self, n: int) -> Tensor | None:
         if not self.config.conditional:
