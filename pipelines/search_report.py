@@ -97,7 +97,8 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
     if not scored:
         return None
     best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
-    checkpoint = best.get_best_checkpoint(metric, mode)
+    # A trial that diverged at its first evaluation has no checkpoint (it only wins if all diverged).
+    checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
     return {
         "trial_id": best.metrics["trial_id"],
         "config": config_from_dict(best.config).to_dict(),

@@ -21,7 +21,8 @@ from pipelines.tracking_target import TrackingTarget
 # between snapshots reruns every trial that finished since the last one.
 EXPERIMENT_SNAPSHOT_S = "1"
 # Kept per trial: the best checkpoints by the search metric (Tune always keeps the latest, too).
-CHECKPOINTS_KEPT = 2
+# Three, not two: PBT may clone a checkpoint that a two-deep history has already deleted.
+CHECKPOINTS_KEPT = 3
 TRIAL_RETRIES = 2
 ENV_FOR_TRIALS = ("GANTUNE_DATA_ROOT", "GANTUNE_CACHE_DIR")
 # A reused actor waits for the previous trial's thread to end, and a stopped trial's thread ends
@@ -58,11 +59,9 @@ def trial_env() -> dict[str, str]:
     return env
 
 
-def build_searcher(run: SearchRun):
+def build_sampler(preset: SearchPreset):
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
-    preset = run.preset
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     samplers = {
         # Multivariate TPE models parameters jointly; `group` splits the joint model by which
@@ -72,14 +71,44 @@ def build_searcher(run: SearchRun):
         "random": lambda: optuna.samplers.RandomSampler(seed=preset.seed),
         "qmc": lambda: optuna.samplers.QMCSampler(seed=preset.seed),
     }
-    return OptunaSearch(
+    return samplers[preset.searcher]()
+
+
+def initial_population(preset: SearchPreset) -> list[dict[str, Any]]:
+    """PBT's starting configs, drawn from the preset's space by its sampler.
+
+    Tune refuses a searcher next to PBT (PBT itself decides what runs next), so the population is
+    sampled up front and handed over as fixed points; no Optuna study is kept for a PBT search.
+    """
+    import optuna
+
+    study = optuna.create_study(sampler=build_sampler(preset))
+    space = preset.define_by_run()
+    return [space.choose(study.ask()) for _ in range(preset.budget.num_samples)]
+
+
+def build_searcher(run: SearchRun) -> tuple[Any, dict[str, Any]]:
+    """The search algorithm and the param space Tune needs beside it."""
+    import optuna
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    preset = run.preset
+    if preset.scheduler.name == "pbt":
+        population = initial_population(preset)
+        # Tune wants every preset key declared in the param space; a key a config does not use
+        # (clip for a non-WGAN) is None there, which the trainer config reads as unset.
+        keys = {key: None for config in population for key in config}
+        return BasicVariantGenerator(points_to_evaluate=[{**keys, **c} for c in population]), keys
+    searcher = OptunaSearch(
         space=preset.define_by_run(),
         metric=preset.metric,
         mode=preset.mode,
-        sampler=samplers[preset.searcher](),
+        sampler=build_sampler(preset),
         study_name=run.folder.name,
         storage=optuna.storages.RDBStorage(run.study_url),
     )
+    return searcher, {}
 
 
 def _mutation(param: Param):
@@ -147,15 +176,18 @@ def build_tuner(run: SearchRun):
     trainable = build_trainable(preset)
     if run.resume:
         return tune.Tuner.restore(run.folder.experiment, trainable, resume_unfinished=True, resume_errored=True)
+    searcher, param_space = build_searcher(run)
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=preset.metric,
             mode=preset.mode,
-            search_alg=build_searcher(run),
+            search_alg=searcher,
             scheduler=build_scheduler(preset),
             num_samples=preset.budget.num_samples,
-            max_concurrent_trials=preset.budget.max_concurrent,
+            # PBT's population runs side by side; a concurrency cap only applies to a searcher.
+            max_concurrent_trials=None if preset.scheduler.name == "pbt" else preset.budget.max_concurrent,
             time_budget_s=preset.budget.time_budget,
             reuse_actors=run.reuse_actors,
         ),
@@ -178,9 +210,11 @@ def prepare_evaluator(preset: SearchPreset) -> None:
     """Build the image evaluator once on the driver, so concurrent trials find it cached."""
     if preset.dataset in ("ring8", "grid25"):
         return
+    import torch
+
     from trainables.evaluator import load_or_train_evaluator
 
-    load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"))
+    load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
 
 
 def run_search(run: SearchRun) -> dict[str, Any] | None:

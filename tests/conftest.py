@@ -107,18 +107,19 @@ TRACKED_PRESET = """
 dataset: grid25
 metric: kl_modes
 searcher: {name: random, seed: 1}
-scheduler: {name: asha, grace_period: 50, reduction_factor: 2}
-budget: {num_samples: 6, max_steps: 150, max_concurrent: 3}
+scheduler: {name: asha, grace_period: 200, reduction_factor: 3}
+budget: {num_samples: 6, max_steps: 600, max_concurrent: 3}
 resources: {cpus_per_trial: 0.5}
 params:
   arch: mlp
   conditional: false
   loss: [gan, lsgan, hinge]
-  lr_g: {low: 2.0e-4, high: 2.0e-3, log: true}
-  width: 32
-  batch_size: 64
+  lr_g: {low: 3.0e-4, high: 3.0e-3, log: true}
+  lr_d: {low: 3.0e-4, high: 3.0e-3, log: true}
+  width: 64
+  batch_size: 128
   latent_dim: 8
-  eval_every: 50
+  eval_every: 200
   eval_samples: 1000
 """
 

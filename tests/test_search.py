@@ -142,7 +142,7 @@ def trial_actor_nodes(address: str) -> dict[str, str]:
 
 def test_trials_spread_over_the_nodes_of_a_cluster(cluster, tmp_path):
     before = trial_actor_nodes(cluster.address)
-    assert search("fifo_grid25.yaml", tmp_path, "spread", "--address", cluster.address) == 0
+    assert search("fifo_grid25.yaml", tmp_path, "spread", "--address", cluster.address, "--shared-storage") == 0
     during = {aid: node for aid, node in trial_actor_nodes(cluster.address).items() if aid not in before}
     assert len(set(during.values())) > 1
     trials = read_trials(tmp_path / "spread" / "tune")
@@ -162,7 +162,7 @@ def snapshot_terminated(experiment: Path) -> set[str]:
 
 def test_resume_after_the_driver_is_killed_reruns_no_finished_trial(cluster, tmp_path):
     command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
-               "--address", cluster.address]
+               "--address", cluster.address, "--shared-storage"]
     experiment = tmp_path / "killed" / "tune"
     driver = subprocess.Popen([*command, "--config", str(PRESETS / "fifo_grid25.yaml"), "--max-concurrent", "2"],
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

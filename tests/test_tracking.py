@@ -19,7 +19,7 @@ from pipelines.tracking import trial_outcome
 from pipelines.tracking_target import embedded_target, resolve_tracking
 from trainables.config import ConfigError
 
-STEPS = 150
+STEPS = 600
 
 
 def tune_trials(folder: Path) -> dict[str, list[dict]]:
@@ -157,9 +157,9 @@ dataset: grid25
 metric: kl_modes
 searcher: {name: random, seed: 2}
 scheduler: fifo
-budget: {num_samples: 3, max_steps: 100, max_concurrent: 2}
+budget: {num_samples: 2, max_steps: 900, max_concurrent: 2}
 resources: {cpus_per_trial: 0.5}
-params: {arch: mlp, conditional: false, loss: [gan, hinge], width: 32, latent_dim: 8, eval_every: 50, eval_samples: 1000}
+params: {arch: mlp, conditional: false, loss: [gan, hinge], width: 64, latent_dim: 8, eval_every: 300, eval_samples: 1000}
 """
 
 
@@ -194,12 +194,14 @@ def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server,
         driver = subprocess.Popen([*command, "--config", str(tmp_path / "resumed.yaml")], stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: runs("FINISHED") and runs("RUNNING"), "a finished and a running trial", driver)
+        # Killed while both trials run and have logged an evaluation (and so hold a checkpoint).
+        _wait_for(lambda: [run for run in runs("RUNNING") if "kl_modes" in run.data.metrics][1:],
+                  "two running trials with an evaluation", driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     before = {run.data.tags[TAG_TRIAL_ID]: run.info.run_id for run in runs()}
-    assert any(run.info.status == "RUNNING" for run in runs())
+    assert len(before) == 2 and all(run.info.status == "RUNNING" for run in runs())
 
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

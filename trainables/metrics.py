@@ -66,7 +66,7 @@ def predicted_counts(predictions: torch.Tensor, num_classes: int) -> torch.Tenso
 def _entropy(counts: torch.Tensor) -> float:
     """Entropy in nats of the histogram ``counts`` (which must not be all zero)."""
     p = counts / counts.sum()
-    return -torch.special.xlogy(p, p).sum().item()
+    return 0.0 - torch.special.xlogy(p, p).sum().item()  # 0.0 - : no "-0.0" for a collapsed histogram
 
 
 def class_entropy(predictions: torch.Tensor, num_classes: int) -> float:

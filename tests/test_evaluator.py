@@ -1,0 +1,165 @@
+"""The MNIST evaluator, its cache, the quality scores built on it, and ``gantune evaluator train``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+
+import pytest
+import torch
+
+from pipelines.cli import main
+from trainables.data import DataBundle, load_dataset
+from trainables.evaluator import load_or_train_evaluator
+from trainables.quality import build_quality
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root) -> DataBundle:
+    return load_dataset("mnist", str(data_root))
+
+
+@pytest.fixture(scope="session")
+def mnist_quality(mnist):
+    """Trains the MNIST evaluator into the session cache unless an earlier test already did."""
+    return build_quality(mnist, CPU)
+
+
+@pytest.fixture(scope="session")
+def real_train_scores(mnist, mnist_quality) -> dict:
+    return mnist_quality.evaluate(mnist.train_x[:10_000], mnist.train_y[:10_000])
+
+
+def _tiny_mnist(mnist: DataBundle) -> DataBundle:
+    """A slice of MNIST: its own cache key, and an evaluator that trains in about a second."""
+    return DataBundle("mnist", mnist.train_x[:512], mnist.train_y[:512], mnist.test_x[:256], mnist.test_y[:256], 10)
+
+
+def test_mnist_evaluator_reaches_99_percent_and_records_its_hash(mnist_quality):
+    evaluator = mnist_quality.evaluator
+    assert evaluator.test_accuracy >= 0.99
+    weights = evaluator.weights_path.read_bytes()
+    assert evaluator.evaluator_hash == hashlib.sha256(weights).hexdigest() == mnist_quality.evaluator_hash
+    record = json.loads(evaluator.weights_path.with_suffix(".json").read_text())
+    assert record["evaluator_hash"] == evaluator.evaluator_hash
+    assert record["test_accuracy"] == evaluator.test_accuracy
+    assert record["recipe"]["epochs"] == evaluator.recipe.epochs
+
+
+def test_second_load_reuses_the_cached_evaluator(mnist, mnist_quality):
+    first = mnist_quality.evaluator
+    written = first.weights_path.stat().st_mtime_ns
+    again = load_or_train_evaluator("mnist", None, CPU, data=mnist)
+    assert not again.trained_now
+    assert again.weights_path == first.weights_path
+    assert again.weights_path.stat().st_mtime_ns == written
+    assert again.evaluator_hash == first.evaluator_hash
+    for name, tensor in first.net.state_dict().items():
+        assert torch.equal(tensor, again.net.state_dict()[name]), name
+
+
+def test_real_images_score_close_to_the_test_set_and_noise_far(mnist_quality, real_train_scores):
+    noise = torch.rand(10_000, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise_scores = mnist_quality.evaluate(noise)
+    assert real_train_scores["fd"] < 5.0  # measured 1.5: finite-sample bias, the floor any generator meets
+    assert noise_scores["fd"] > 100 * max(real_train_scores["fd"], 0.01)
+    assert real_train_scores["classes_covered"] == 10
+    assert real_train_scores["class_entropy"] > 0.99 * math.log(10)
+    assert real_train_scores["is"] > 9.0
+
+
+def test_scores_are_plain_numbers_with_label_accuracy_only_when_labels_are_given(mnist, mnist_quality, real_train_scores):
+    assert set(real_train_scores) == {"fd", "is", "class_entropy", "classes_covered", "evaluator_hash", "label_accuracy"}
+    assert all(type(real_train_scores[key]) is float for key in ("fd", "is", "class_entropy", "label_accuracy"))
+    assert type(real_train_scores["classes_covered"]) is int
+    assert real_train_scores["evaluator_hash"] == mnist_quality.evaluator_hash
+    assert real_train_scores["label_accuracy"] >= 0.99
+    images, labels = mnist.test_x[:2000], mnist.test_y[:2000]
+    wrong_labels = mnist_quality.evaluate(images, (labels + 1) % 10)
+    assert wrong_labels["label_accuracy"] < 0.02
+    assert "label_accuracy" not in mnist_quality.evaluate(images)
+
+
+def test_evaluate_builds_no_autograd_graph(mnist, mnist_quality):
+    scale = torch.ones((), requires_grad=True)
+    scores = mnist_quality.evaluate(mnist.test_x[:1000] * scale)
+    assert all(not isinstance(value, torch.Tensor) for value in scores.values())
+    assert scale.grad is None and scale.grad_fn is None
+
+
+def test_a_collapsed_generator_covers_one_class(mnist, mnist_quality, real_train_scores):
+    ones = mnist.train_x[mnist.train_y == 1][:2000]
+    scores = mnist_quality.evaluate(ones)
+    assert scores["classes_covered"] == 1
+    assert scores["class_entropy"] < 0.1
+    assert scores["is"] < 1.5
+    assert scores["fd"] > 10 * real_train_scores["fd"]
+
+
+def test_non_finite_samples_are_refused(mnist, mnist_quality):
+    samples = mnist.test_x[:100].clone()
+    samples[3, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mnist_quality.evaluate(samples)
+
+
+def test_2d_quality_needs_no_evaluator():
+    ring = load_dataset("ring8")
+    quality = build_quality(ring, CPU)
+    assert quality.evaluator_hash is None
+    scores = quality.evaluate(ring.test_x)
+    assert scores["modes_covered"] == 8 and scores["high_quality"] > 0.98 and scores["kl_modes"] < 0.01
+
+
+def test_a_corrupt_cached_evaluator_is_rebuilt(mnist, tmp_path):
+    tiny = _tiny_mnist(mnist)
+    built = load_or_train_evaluator("mnist", None, CPU, tmp_path, data=tiny)
+    assert built.trained_now
+    built.weights_path.write_bytes(b"not a safetensors file")
+    rebuilt = load_or_train_evaluator("mnist", None, CPU, tmp_path, data=tiny)
+    assert rebuilt.trained_now
+    assert rebuilt.evaluator_hash == built.evaluator_hash  # the seeded recipe reproduces the same weights
+    assert hashlib.sha256(rebuilt.weights_path.read_bytes()).hexdigest() == rebuilt.evaluator_hash
+
+
+def _build_in_child(cache_dir: str, tiny: DataBundle) -> tuple[bool, str]:
+    torch.set_num_threads(1)
+    evaluator = load_or_train_evaluator("mnist", None, CPU, cache_dir, data=tiny)
+    return evaluator.trained_now, evaluator.evaluator_hash
+
+
+def test_two_processes_building_at_once_train_once(mnist, tmp_path):
+    tiny = _tiny_mnist(mnist)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_build_in_child, [(str(tmp_path), tiny)] * 2)
+    assert sorted(trained for trained, _ in results) == [False, True]
+    assert results[0][1] == results[1][1]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_trains_or_reuses_and_prints_accuracy_cache_and_hash(data_root, mnist_quality, capsys):
+    assert main(["evaluator", "train", "--dataset", "mnist", "--data-root", str(data_root), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "reused from the cache" in out
+    assert f"test accuracy {mnist_quality.evaluator.test_accuracy:.2%}" in out
+    assert str(mnist_quality.evaluator.weights_path) in out
+    assert mnist_quality.evaluator_hash in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset", "ring8"], "'ring8' is a 2-D dataset"),
+        (["--dataset", "svhn"], "'svhn' is unknown"),
+        (["--dataset", "mnist", "--device", "tpu"], "--device must be one of auto, cpu, cuda"),
+    ],
+)
+def test_cli_rejects_bad_input_in_one_line(argv, message, capsys, tmp_path):
+    assert main(["evaluator", "train", "--cache-dir", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
