@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.preset import SearchPreset
-from search_spaces.space import Choice, Param, Pinned, Range
+from search_spaces.space import Choice, Param, Range
 from pipelines.search_folder import SearchFolder
 from pipelines.tracking_target import TrackingTarget
 

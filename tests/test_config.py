@@ -80,3 +80,12 @@ def test_cli_rejects_missing_and_malformed_yaml(tmp_path):
             [sys.executable, "-m", "pipelines.cli", "train", "--config", str(config)], capture_output=True, text=True
         )
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_config_error():
+    from trainables.config import resolve_device
+
+    with pytest.raises(ConfigError, match="no CUDA device is available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

@@ -155,7 +155,7 @@ def test_cli_trains_or_reuses_and_prints_accuracy_cache_and_hash(data_root, mnis
     [
         (["--dataset", "ring8"], "'ring8' is a 2-D dataset"),
         (["--dataset", "svhn"], "'svhn' is unknown"),
-        (["--dataset", "mnist", "--device", "tpu"], "--device must be one of auto, cpu, cuda"),
+        (["--dataset", "mnist", "--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_cli_rejects_bad_input_in_one_line(argv, message, capsys, tmp_path):

@@ -197,6 +197,18 @@ def _check_device(device: str) -> None:
     raise ConfigError(f"config: device must be auto, cpu, cuda or cuda:N, got {device!r}")
 
 
+def resolve_device(name: str):
+    """The torch device of a ``device`` value: ``auto`` takes CUDA when present; asking for CUDA without it is an error."""
+    import torch
+
+    _check_device(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config: device {name!r} was asked for but no CUDA device is available; use device=cpu or auto")
+    return torch.device(name)
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """Turn ``key=value`` strings into a mapping; values are read as YAML scalars."""
     parsed: dict[str, Any] = {}

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from trainables.checkpoint import load_checkpoint, save_checkpoint
-from trainables.config import TrainConfig, config_from_dict
+from trainables.config import TrainConfig, config_from_dict, resolve_device
 from trainables.data import DataBundle, load_dataset
 from trainables.losses import build_loss, clip_weights_, gradient_penalty
 from trainables.models import build_discriminator, build_generator
@@ -35,12 +35,6 @@ GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs require
 SAMPLE_CHUNK = 1000
 SCATTER_SAMPLES = 2000
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_optimizer(config: TrainConfig, parameters, lr: float, capturable: bool) -> torch.optim.Optimizer:
