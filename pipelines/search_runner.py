@@ -91,7 +91,8 @@ def build_searcher(run: SearchRun) -> tuple[Any, dict[str, Any]]:
     """The search algorithm and the param space Tune needs beside it."""
     import optuna
     from ray.tune.search import BasicVariantGenerator
-    from ray.tune.search.optuna import OptunaSearch
+
+    from pipelines.optuna_searcher import ResumableOptunaSearch
 
     preset = run.preset
     if preset.scheduler.name == "pbt":
@@ -100,7 +101,7 @@ def build_searcher(run: SearchRun) -> tuple[Any, dict[str, Any]]:
         # (clip for a non-WGAN) is None there, which the trainer config reads as unset.
         keys = {key: None for config in population for key in config}
         return BasicVariantGenerator(points_to_evaluate=[{**keys, **c} for c in population]), keys
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=preset.define_by_run(),
         metric=preset.metric,
         mode=preset.mode,

@@ -1,0 +1,30 @@
+"""Tune's Optuna searcher, made safe to resume after the driver was killed.
+
+Imported only where a search is built: it loads Ray Tune and Optuna at import time.
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that, on restore, treats trials the Optuna study already finished as finished.
+
+    The study lives in an RDB file that is written the moment a trial ends, while the searcher's
+    own state is only pickled with Tune's periodic experiment snapshot. A driver killed between
+    the two leaves a snapshot in which that trial still runs: the resumed Tune reruns it, and
+    telling Optuna about it again fails (``Trial.report`` raises ``UpdateFinishedTrialError`` and
+    kills the driver; ``Study.tell`` is refused). Marking such trials completed on restore makes
+    OptunaSearch drop the rerun's results and completion, so the study keeps the first outcome.
+    """
+
+    def restore(self, checkpoint_path: str):
+        super().restore(checkpoint_path)
+        finished = {trial.number for trial in self._ot_study.get_trials(deepcopy=False, states=FINISHED_STATES)}
+        self._completed_trials.update(
+            trial_id for trial_id, ot_trial in self._ot_trials.items() if ot_trial.number in finished
+        )
