@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.run_tags import TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
+from pipelines.run_tags import (
+    TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+)
 from pipelines.tracking import trial_outcome
 from pipelines.tracking_target import embedded_target, resolve_tracking
 from trainables.config import ConfigError
@@ -37,7 +39,9 @@ def logged(tracked_search):
 
     client = MlflowClient(tracked_search["uri"])
     experiment = client.get_experiment_by_name(tracked_search["experiment"])
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    # Other tests may log further searches into the same experiment: keep this search's runs.
+    search = tracked_search["folder"].name
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_SEARCH}` = '{search}'", max_results=1000)
     parents = [run for run in runs if run.data.tags.get(TAG_ROLE) == "search"]
     children = [run for run in runs if run.data.tags.get(TAG_ROLE) == "trial"]
     return {"client": client, "parents": parents, "children": children, "trials": tune_trials(tracked_search["folder"])}
