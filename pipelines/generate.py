@@ -6,10 +6,10 @@ is written beside its destination and renamed into place, so a failure leaves no
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
+from trainables.atomic import write_atomically
 from trainables.config import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -93,13 +93,6 @@ def run(args) -> int:
         generator = _load(args.model, args.tracking_uri, scratch)
         labels = parse_labels(args.labels, n, generator.spec)
         samples = generator.generate(n, labels, seed)
-        handle, partial = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
-        os.close(handle)
-        try:
-            write_picture(Path(partial), samples, generator)
-            os.replace(partial, out)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        write_atomically(out, lambda temporary: write_picture(temporary, samples, generator))
     print(f"wrote {n} samples of shape {tuple(samples.shape[1:])} to {out}")
     return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainables.atomic import write_atomically
 from trainables.config import ConfigError, load_config, parse_overrides
 
 RESULT_FILES = ("checkpoint.pt", "metrics.json")
@@ -24,14 +23,6 @@ def register(subparsers) -> None:
     parser.add_argument("--out", help="output folder (default: runs/<dataset>-<loss>-<time>)")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in this output folder from its checkpoint")
     parser.set_defaults(func=run)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-    os.replace(temporary, path)
 
 
 def _progress_line(report: dict[str, Any], total_steps: int) -> str:
@@ -76,6 +67,6 @@ def run(args) -> int:
             history.write(json.dumps(report) + "\n")
             history.flush()
             print(_progress_line(report, trainer.config.steps), flush=True)
-    write_json_atomic(out / "metrics.json", report)
+    write_atomically(out / "metrics.json", lambda temporary: temporary.write_text(json.dumps(report, indent=2)))
     print(json.dumps(report))
     return 0

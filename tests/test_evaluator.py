@@ -138,7 +138,7 @@ def test_two_processes_building_at_once_train_once(mnist, tmp_path):
         results = pool.starmap(_build_in_child, [(str(tmp_path), tiny)] * 2)
     assert sorted(trained for trained, _ in results) == [False, True]
     assert results[0][1] == results[1][1]
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
 
 
 def test_cli_trains_or_reuses_and_prints_accuracy_cache_and_hash(data_root, mnist_quality, capsys):

@@ -101,7 +101,7 @@ def test_checkpoint_holds_everything_and_loads_weights_only(grid25, tmp_path):
     assert {"config", "step", "generator", "discriminator", "opt_g", "opt_d", "rng", "metrics"} <= set(state)
     assert state["step"] == 10 and state["config"]["dataset"] == "grid25"
     assert state["metrics"]["status"] == "completed"
-    assert not list(tmp_path.glob(".*tmp"))
+    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
 
 
 def test_divergence_ends_with_status_and_last_finite_metrics(grid25):

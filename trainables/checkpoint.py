@@ -6,30 +6,20 @@ The file is a ``torch.save`` of tensors, numbers, strings and dicts only, so ``t
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from trainables.atomic import write_atomically
 from trainables.config import ConfigError
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Written atomically, so a crash never leaves half a checkpoint."""
+    write_atomically(path, lambda temporary: torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -19,12 +19,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.atomic import write_atomically
 from trainables.config import ConfigError
 from trainables.data import DATASET_SPECS, DataBundle, load_dataset
 
@@ -207,19 +208,6 @@ class _CachePaths:
         return cls(stem.with_suffix(".safetensors"), stem.with_suffix(".json"), stem.with_suffix(".lock"))
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder and rename it over ``path``, so readers
-    see either the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` so that concurrent trials build one evaluator and the rest wait for it."""
@@ -267,10 +255,10 @@ def _write_cache(paths: _CachePaths, net: EvaluatorNet, record: dict) -> str:
     from safetensors.torch import save_file
 
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in net.state_dict().items()}
-    _atomic_write(paths.weights, lambda tmp: save_file(state, str(tmp)))
+    write_atomically(paths.weights, lambda tmp: save_file(state, str(tmp)))
     weights_hash = _sha256_file(paths.weights)
     full_record = {**record, "evaluator_hash": weights_hash}
-    _atomic_write(paths.record, lambda tmp: tmp.write_text(json.dumps(full_record, indent=2) + "\n"))
+    write_atomically(paths.record, lambda tmp: tmp.write_text(json.dumps(full_record, indent=2) + "\n"))
     return weights_hash
 
 

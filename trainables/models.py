@@ -51,7 +51,8 @@ class Discriminator(nn.Module):
         return score
 
 
-def _mlp(sizes: list[int], activation: type[nn.Module] | nn.Module) -> list[nn.Module]:
+def _mlp(sizes: list[int], activation: nn.Module) -> list[nn.Module]:
+    """Linear layers each followed by ``activation``; one stateless activation module serves them all."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(fan_in, fan_out), activation]

@@ -32,8 +32,10 @@ def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
 
     rows, cols = pixels(points)
     canvas[:, rows, cols] = 1.0
+    red = torch.tensor([1.0, 0.0, 0.0])[:, None]
+    rows, cols = pixels(centers)
+    last = SCATTER_PIXELS - 1
     for offset in range(-3, 4):
-        rows, cols = pixels(centers)
-        canvas[:, rows.clamp(0, SCATTER_PIXELS - 1), (cols + offset).clamp(0, SCATTER_PIXELS - 1)] = torch.tensor([1.0, 0.0, 0.0])[:, None]
-        canvas[:, (rows + offset).clamp(0, SCATTER_PIXELS - 1), cols.clamp(0, SCATTER_PIXELS - 1)] = torch.tensor([1.0, 0.0, 0.0])[:, None]
+        canvas[:, rows, (cols + offset).clamp(0, last)] = red
+        canvas[:, (rows + offset).clamp(0, last), cols] = red
     save_image(canvas, str(path))
