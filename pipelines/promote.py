@@ -50,11 +50,11 @@ def _search_run(client, experiment_id: str, run_id: str | None):
 def metric_mode(metric: str, search) -> str:
     """min or max: the search's own mode for its metric, else the direction the metric is known to go."""
     from pipelines.run_tags import TAG_METRIC, TAG_MODE
-    from search_spaces.preset import IMAGE_METRICS, POINT_METRICS
+    from trainables.objectives import IMAGE_METRICS, MIXTURE_METRICS
 
     if search.data.tags.get(TAG_METRIC) == metric:
         return search.data.tags[TAG_MODE]
-    known = {**IMAGE_METRICS, **POINT_METRICS}
+    known = {**IMAGE_METRICS, **MIXTURE_METRICS}
     if metric not in known:
         raise ConfigError(f"--metric {metric!r} is not a quality metric; choose one of {', '.join(known)}")
     return known[metric]

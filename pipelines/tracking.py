@@ -47,6 +47,7 @@ from pipelines.run_tags import (
     lineage_tags,
 )
 from pipelines.tracking_target import TrackingTarget
+from trainables.objectives import is_better
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 NOT_METRICS = set(AUTO_RESULT_KEYS) | {"step", "trial_id", "done", "should_checkpoint"}
@@ -60,10 +61,6 @@ RUN_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": 
 def trial_outcome(last_result: Mapping[str, Any], errored: bool) -> str:
     """completed, early_stopped (the scheduler ended it before its steps), diverged or errored."""
     return STATUS_TAG[outcome("ERROR" if errored else "TERMINATED", last_result)]
-
-
-def is_better(value: float, than: float | None, mode: str) -> bool:
-    return than is None or (value < than if mode == "min" else value > than)
 
 
 def report_metrics(result: Mapping[str, Any]) -> dict[str, float]:

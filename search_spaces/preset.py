@@ -33,13 +33,11 @@ from trainables.config import (
     config_from_dict,
     read_yaml_mapping,
 )
+from trainables.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES, MIXTURE_METRICS, MIXTURE_OBJECTIVES
 from search_spaces.space import Choice, DefineByRun, Param, Pinned, Range, full_space
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
-# Quality metrics the trainer reports, and which way is better.
-IMAGE_METRICS = {"fd": "min", "is": "max", "class_entropy": "max", "classes_covered": "max", "label_accuracy": "max"}
-POINT_METRICS = {"kl_modes": "min", "modes_covered": "max", "high_quality": "max"}
 SEARCHERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo", "pbt")
 # What PBT perturbs by default: the learning rates and the D:G ratio, the knobs that decide
@@ -230,10 +228,13 @@ class _PresetReader:
 
     # -------------------------------------------------------------------- the rest
     def metric(self, dataset: str, raw: Mapping[str, Any]) -> tuple[str, str]:
-        known = POINT_METRICS if dataset in POINT_DATASETS else IMAGE_METRICS
-        metric = raw.get("metric", next(iter(known)))
+        known, objectives = (MIXTURE_METRICS, MIXTURE_OBJECTIVES) if dataset in POINT_DATASETS else (IMAGE_METRICS, IMAGE_OBJECTIVES)
+        metric = raw.get("metric", objectives[0])
         if metric not in known:
-            raise self.fail("metric", f"{metric!r} is not reported for {dataset}; choose one of {', '.join(known)}")
+            raise self.fail("metric", f"{metric!r} is not reported for {dataset}; choose one of {', '.join(objectives)}")
+        if metric not in objectives:
+            raise self.fail("metric", f"{metric!r} is a diagnostic that a bad generator can win (it misses collapse or "
+                            f"off-data samples); optimise one of {', '.join(objectives)}")
         mode = raw.get("mode", known[metric])
         if mode != known[metric]:
             raise self.fail("mode", f"{metric} is better when {'lower' if known[metric] == 'min' else 'higher'}; "

@@ -16,6 +16,10 @@ from trainables import metrics
 from trainables.data import DataBundle, Mixture
 from trainables.evaluator import Evaluator, load_or_train_evaluator, logits_and_features
 
+# Test points that define the real manifold of a 2-D mixture: 200 per grid25 mode is dense enough
+# for k-NN radii, and evaluation cost grows with this times the number of samples.
+MIXTURE_MANIFOLD_POINTS = 5000
+
 
 class Quality(ABC):
     """Scores samples of one dataset; ``evaluator_hash`` names the evaluator behind image scores."""
@@ -66,18 +70,21 @@ class ImageQuality(Quality):
 class MixtureQuality(Quality):
     """Mode coverage and precision of 2-D samples against the known mixture; no evaluator needed."""
 
-    def __init__(self, mixture: Mixture) -> None:
+    def __init__(self, mixture: Mixture, test_points: torch.Tensor) -> None:
         self.mixture = mixture
+        self.test_manifold = metrics.Manifold.of(test_points[:MIXTURE_MANIFOLD_POINTS].cpu())
 
     def evaluate(self, samples: torch.Tensor, requested_labels: torch.Tensor | None = None) -> dict:
-        """``modes_covered``, ``high_quality`` and ``kl_modes``; labels are not scored for mixtures."""
-        return metrics.mode_metrics(samples.detach().cpu(), self.mixture)
+        """``js_modes`` (the objective), the mode diagnostics, and k-NN precision, recall, density and
+        coverage against the test set; labels are not scored for mixtures."""
+        samples = samples.detach().cpu()
+        return {**metrics.mode_metrics(samples, self.mixture), **metrics.manifold_metrics(self.test_manifold, samples)}
 
 
 def build_quality(data: DataBundle, device: torch.device, cache_dir: str | Path | None = None) -> Quality:
     """The scorer for ``data``: for images, loads (or first trains and caches) the dataset's evaluator
     on ``device`` and computes the real test set's feature statistics once."""
     if not data.is_image:
-        return MixtureQuality(data.mixture)
+        return MixtureQuality(data.mixture, data.test_x)
     evaluator = load_or_train_evaluator(data.name, None, device, cache_dir, data=data)
     return ImageQuality(evaluator, data.test_x, data.num_classes)
