@@ -6,6 +6,11 @@ alike. Each promotion registers a model version carrying its lineage; the alias 
 the candidate strictly beats the current holder on the same metric measured by the same
 evaluator (compared by the evaluator's hash), since scores from different evaluators do not
 compare. Otherwise the champion stays and the command says why.
+
+Beating the holder is not enough on a first promotion, where there is none: the search's preset
+states a floor (e.g. grid25: at least 20 of 25 modes), recorded as the parent run's ``floor.*``
+params, and a candidate below it is refused unless ``--force``, so a search that found nothing
+good never ships its least bad generator as the champion.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import tempfile
 from trainables.config import ConfigError
 
 DEFAULT_ALIAS = "champion"
+FLOOR_PARAM_PREFIX = "floor."
 VERSION_TAG_METRIC = "metric"
 VERSION_TAG_VALUE = "metric_value"
 VERSION_TAG_EVALUATOR = "evaluator_hash"
@@ -28,6 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--alias", default=DEFAULT_ALIAS, help=f"alias to move (default {DEFAULT_ALIAS})")
     parser.add_argument("--search", metavar="RUN_ID", help="parent run of the search (default: the latest one)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    parser.add_argument("--force", action="store_true", help="register even a generator below the preset's floor")
     parser.set_defaults(func=run)
 
 
@@ -82,6 +89,23 @@ def best_trial(client, search, metric: str, mode: str):
         raise ConfigError(f"promote: no trial of search {search.info.run_name!r} logged a checkpoint with {metric!r}")
     sign = 1 if mode == "min" else -1
     return min(scored, key=lambda pair: sign * pair[1])
+
+
+def floor_failures(client, search, trial) -> list[str]:
+    """Each ``floor.<metric>`` bound of the search that the trial's best checkpoint misses, as text."""
+    from trainables.objectives import IMAGE_METRICS, MIXTURE_METRICS, is_better
+
+    directions = {**IMAGE_METRICS, **MIXTURE_METRICS}
+    failures = []
+    for key, bound in search.data.params.items():
+        metric = key.removeprefix(FLOOR_PARAM_PREFIX)
+        if not key.startswith(FLOOR_PARAM_PREFIX) or metric not in directions:
+            continue
+        value = _value_at_best_step(client, trial, metric)
+        if value is None or is_better(float(bound), value, directions[metric]):
+            shown = "none logged" if value is None else f"{value:.4g}"
+            failures.append(f"{metric} {shown} (floor {float(bound):g})")
+    return failures
 
 
 def _ensure_model(client, run) -> str:
@@ -140,7 +164,7 @@ def decide(candidate_value: float, candidate_evaluator: str, metric: str, mode: 
 
 def run(args) -> int:
     from pipelines.model_source import mlflow_failure, tracking_client
-    from pipelines.run_tags import TAG_DATASET, TAG_METRIC, lineage_tags
+    from pipelines.run_tags import TAG_DATASET, TAG_METRIC, TAG_TRIAL_ID, lineage_tags
 
     client = tracking_client(args.tracking_uri)
     try:
@@ -155,6 +179,10 @@ def run(args) -> int:
         raise ConfigError(f"promote: run {search.info.run_id} records no search metric; give --metric")
     mode = metric_mode(metric, search)
     trial, value = best_trial(client, search, metric, mode)
+    failures = floor_failures(client, search, trial)
+    if failures and not args.force:
+        raise ConfigError(f"the best trial {trial.data.tags.get(TAG_TRIAL_ID, trial.info.run_id)} is below the preset's "
+                          f"floor: {'; '.join(failures)}; search longer or wider, or pass --force to register it anyway")
     name = args.model_name or f"gantune-{search.data.tags.get(TAG_DATASET, 'generator')}"
     lineage = lineage_tags(trial)
     tags = {**lineage, VERSION_TAG_METRIC: metric, VERSION_TAG_VALUE: repr(value), "mode": mode}

@@ -13,6 +13,7 @@ Layout::
     scheduler: {name: asha, grace_period: 200, reduction_factor: 3}   # asha | fifo | pbt
     budget: {num_samples: 16, max_steps: 2000, time_budget: 600, max_concurrent: 4}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0}
+    floor: {modes_covered: 20}   # `gantune promote` refuses a generator worse than this
     params: {arch: mlp, loss: [gan, wgan-gp], lr_g: {low: 1e-4, high: 1e-2}}
 """
 
@@ -44,7 +45,7 @@ SCHEDULERS = ("asha", "fifo", "pbt")
 # whether a running GAN stays balanced.
 PBT_DEFAULT_MUTATIONS = ("lr_g", "lr_d", "d_steps")
 
-_TOP_KEYS = ("dataset", "metric", "mode", "searcher", "scheduler", "budget", "resources", "params")
+_TOP_KEYS = ("dataset", "metric", "mode", "searcher", "scheduler", "budget", "resources", "floor", "params")
 _SEARCHER_KEYS = ("name", "seed")
 _SCHEDULER_KEYS = ("name", "grace_period", "reduction_factor", "perturbation_interval", "mutate")
 _BUDGET_KEYS = ("num_samples", "max_steps", "time_budget", "max_concurrent")
@@ -89,6 +90,8 @@ class SearchPreset:
     scheduler: Scheduler = field(default_factory=Scheduler)
     budget: Budget = field(default_factory=Budget)
     resources: Resources = field(default_factory=Resources)
+    # The least a generator must reach to be promoted: metric -> bound in the metric's direction.
+    floor: dict[str, float] = field(default_factory=dict)
 
     @property
     def eval_every(self) -> int:
@@ -110,6 +113,7 @@ class SearchPreset:
             "scheduler": {**dataclasses.asdict(self.scheduler), "mutate": list(self.scheduler.mutate)},
             "budget": dataclasses.asdict(self.budget),
             "resources": dataclasses.asdict(self.resources),
+            "floor": dict(self.floor),
             "params": {key: _param_to_yaml(param) for key, param in self.params.items()},
         }
 
@@ -263,6 +267,13 @@ class _PresetReader:
                                                    integer=False, minimum=0, strict=False)
         return Resources(**values)
 
+    def floor(self, dataset: str, raw: Mapping[str, Any]) -> dict[str, float]:
+        known = MIXTURE_METRICS if dataset in POINT_DATASETS else IMAGE_METRICS
+        section = self.section(raw, "floor", tuple(known))
+        for metric, bound in section.items():
+            self.number(f"floor.{metric}", bound, integer=False, minimum=0, strict=False)
+        return {metric: float(bound) for metric, bound in section.items()}
+
     def searcher(self, raw: Mapping[str, Any]) -> tuple[str, int]:
         section = self.section(raw, "searcher", _SEARCHER_KEYS, shorthand="name")
         name = self.choice("searcher.name", section.get("name", "tpe"), SEARCHERS)
@@ -309,6 +320,7 @@ class _PresetReader:
         preset = SearchPreset(
             name=name, dataset=dataset, metric=metric, mode=mode, params=params, searcher=searcher, seed=seed,
             scheduler=self.scheduler(raw, params, budget), budget=budget, resources=self.resources(raw),
+            floor=self.floor(dataset, raw),
         )
         self.check_corners(preset)
         return preset

@@ -59,23 +59,37 @@ class Range:
 
 Param = Union[Pinned, Choice, Range]
 
-# The full search space (issue 4). Batch size and latent size are categorical: powers of two and
-# the customary 100 are what anyone would try, and TPE models a short list better than a range.
+# The full search space: where a range comes from is said beside it. Lucic et al. 2018 ("Are
+# GANs Created Equal?", Table 2, the "wide" ranges) is the reference for every loss's shared
+# knobs; it searched them for all the losses here with no per-loss narrowing, which is what a
+# search over the loss needs.
 FULL_SPACE: dict[str, Param] = {
     "loss": Choice(LOSS_NAMES),
     "conditional": Choice((False, True)),
     "arch": Choice(ARCH_NAMES),
-    "d_steps": Range(1, 10, integer=True),
+    # Lucic et al.: n_disc in {1, ..., 5}.
+    "d_steps": Range(1, 5, integer=True),
+    # Not in Lucic et al. (always one generator step); a short range lets a search test it.
     "g_steps": Range(1, 3, integer=True),
-    "clip": Range(1e-3, 1e-1, log=True),
+    # Lucic et al.: clipping 10^[-3, 0], log-uniform (Arjovsky et al.'s 0.01 inside).
+    "clip": Range(1e-3, 1.0, log=True),
+    # Lucic et al.: lambda 10^[-1, 2], log-uniform (Gulrajani et al.'s 10 for images, 0.1 for toys).
     "gp_weight": Range(0.1, 100.0, log=True),
+    # Lucic et al.: learning rate 10^[-5, -2], log-uniform, one rate for both nets; here each net
+    # draws its own from that range (two-timescale updates, Heusel et al. 2017).
     "lr_g": Range(1e-5, 1e-2, log=True),
     "lr_d": Range(1e-5, 1e-2, log=True),
-    "beta1": Range(0.0, 0.9),
+    # Lucic et al.: beta1 in [0, 1]; stopped at 0.99 because Adam needs beta1 < 1.
+    "beta1": Range(0.0, 0.99),
+    # Lucic et al. keep Adam's beta2 near 1; 0.9 (Gulrajani et al.) to 0.999 (Kingma & Ba).
     "beta2": Range(0.9, 0.999),
+    # Lucic et al.: batch size 64 throughout; powers of two around it.
     "batch_size": Choice((32, 64, 128, 256)),
+    # Lucic et al.: latent 64 (128 for CIFAR); DCGAN's customary 100 beside it.
     "latent_dim": Choice((16, 32, 64, 100, 128)),
+    # Salimans et al. 2016: one-sided smoothing, real targets 0.9 (smoothing 0.1); up to 0.3.
     "label_smoothing": Range(0.0, 0.3),
+    # Miyato et al. 2018; Kurach et al. 2019 found it helps every loss they tried.
     "spectral_norm": Choice((False, True)),
 }
 

@@ -105,7 +105,7 @@ def mlflow_server(tmp_path_factory) -> str:
 
 TRACKED_PRESET = """
 dataset: grid25
-metric: kl_modes
+metric: js_modes
 searcher: {name: random, seed: 1}
 scheduler: {name: asha, grace_period: 200, reduction_factor: 3}
 budget: {num_samples: 6, max_steps: 600, max_concurrent: 3}

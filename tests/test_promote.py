@@ -15,10 +15,11 @@ from pipelines.cli import main
 from pipelines.promote import decide
 
 # Two evaluation steps at a learning rate that barely moves the generator: surely worse than the
-# best trial of the tracked search, on the same metric and evaluator.
+# best trial of the tracked search, on the same metric and evaluator, and below its own floor.
 WORSE_PRESET = """
 dataset: grid25
-metric: kl_modes
+metric: js_modes
+floor: {modes_covered: 20}
 scheduler: fifo
 budget: {num_samples: 1, max_steps: 20, max_concurrent: 1}
 resources: {cpus_per_trial: 0.5}
@@ -43,10 +44,13 @@ def promotions(tracked_search, tmp_path_factory):
     (storage / "worse.yaml").write_text(WORSE_PRESET)
     assert main(["search", "--config", str(storage / "worse.yaml"), "--storage", str(storage), "--name", "worse",
                  "--tracking-uri", tracked_search["uri"], "--experiment", tracked_search["experiment"]]) == 0
-    assert promote(tracked_search) == 0
+    refused = promote(tracked_search)
+    versions_when_refused = len(client.search_model_versions("name = 'grid25-gen'"))
+    assert promote(tracked_search, "--force") == 0
     versions = client.search_model_versions("name = 'grid25-gen'")
     second = client.get_model_version_by_alias("grid25-gen", "champion")
-    return {"client": client, "first": first, "second": second, "versions": versions, "tracked": tracked_search}
+    return {"client": client, "first": first, "second": second, "versions": versions, "tracked": tracked_search,
+            "refused": refused, "versions_when_refused": versions_when_refused}
 
 
 def test_first_promotion_takes_the_alias_with_lineage(promotions):
@@ -55,9 +59,18 @@ def test_first_promotion_takes_the_alias_with_lineage(promotions):
     tags = first.tags
     for key in ("source_run", "search", "dataset", "evaluator_hash", "metric", "metric_value"):
         assert tags[key], key
-    assert tags["search"] == "tracked" and tags["dataset"] == "grid25" and tags["metric"] == "kl_modes"
+    assert tags["search"] == "tracked" and tags["dataset"] == "grid25" and tags["metric"] == "js_modes"
     parent_best = promotions["client"].get_run(tags["source_run"]).data.tags["gantune.best_value"]
     assert float(tags["metric_value"]) == pytest.approx(float(parent_best))
+
+
+def test_a_search_below_its_floor_is_refused_unless_forced(promotions, capsys):
+    assert promotions["refused"] == 2
+    assert promotions["versions_when_refused"] == 1
+    assert sorted(v.version for v in promotions["versions"]) == ["1", "2"]
+    assert promote(promotions["tracked"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "modes_covered" in err[0] and "floor 20" in err[0] and "--force" in err[0]
 
 
 def test_a_worse_search_is_registered_but_the_alias_stays(promotions):
@@ -69,7 +82,7 @@ def test_a_worse_search_is_registered_but_the_alias_stays(promotions):
 
 
 def test_promoting_again_registers_nothing_new(promotions, capsys):
-    assert promote(promotions["tracked"]) == 0
+    assert promote(promotions["tracked"], "--force") == 0
     assert "stays on version 1" in capsys.readouterr().out
     assert len(promotions["client"].search_model_versions("name = 'grid25-gen'")) == 2
 
@@ -78,15 +91,15 @@ def test_promoting_again_registers_nothing_new(promotions, capsys):
     "champion, move",
     [
         (None, True),
-        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.5"}, True),
-        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.2"}, False),
-        ({"metric": "kl_modes", "evaluator_hash": "none", "metric_value": "0.3"}, False),  # a tie keeps the holder
-        ({"metric": "kl_modes", "evaluator_hash": "other", "metric_value": "9.0"}, False),
+        ({"metric": "js_modes", "evaluator_hash": "none", "metric_value": "0.5"}, True),
+        ({"metric": "js_modes", "evaluator_hash": "none", "metric_value": "0.2"}, False),
+        ({"metric": "js_modes", "evaluator_hash": "none", "metric_value": "0.3"}, False),  # a tie keeps the holder
+        ({"metric": "js_modes", "evaluator_hash": "other", "metric_value": "9.0"}, False),
         ({"metric": "modes_covered", "evaluator_hash": "none", "metric_value": "1"}, False),
     ],
 )
 def test_the_alias_moves_only_on_a_strictly_better_comparable_score(champion, move):
-    assert decide(0.3, "none", "kl_modes", "min", champion)[0] is move
+    assert decide(0.3, "none", "js_modes", "min", champion)[0] is move
 
 
 def test_export_from_the_registry_and_generate(promotions, tmp_path):

@@ -54,11 +54,11 @@ def test_asha_stops_some_trials_early_and_the_best_beats_the_worst(asha_search):
     finished = [tid for tid, t in trials.items() if t["rows"][-1]["status"] == "completed"]
     stopped = [tid for tid, t in trials.items() if last_steps[tid] < 200 and not t["rows"][-1]["diverged"]]
     assert finished and stopped, last_steps
-    best_per_trial = {tid: min(row["kl_modes"] for row in t["rows"]) for tid, t in trials.items()}
+    best_per_trial = {tid: min(row["js_modes"] for row in t["rows"]) for tid, t in trials.items()}
 
     best = json.loads((asha_search / "best.json").read_text())
     assert set(best) == BEST_KEYS
-    assert (best["metric"], best["mode"]) == ("kl_modes", "min")
+    assert (best["metric"], best["mode"]) == ("js_modes", "min")
     assert best["value"] == min(best_per_trial.values()) < max(best_per_trial.values())
     assert best_per_trial[best["trial_id"]] == best["value"]
     assert best["config"] == config_from_dict(trials[best["trial_id"]]["config"]).to_dict()
@@ -67,10 +67,10 @@ def test_asha_stops_some_trials_early_and_the_best_beats_the_worst(asha_search):
 def test_best_checkpoint_is_the_one_where_the_best_value_was_reached(asha_search):
     best = json.loads((asha_search / "best.json").read_text())
     rows = read_trials(asha_search / "tune")[best["trial_id"]]["rows"]
-    best_steps = {row["step"] for row in rows if row["kl_modes"] == best["value"]}
+    best_steps = {row["step"] for row in rows if row["js_modes"] == best["value"]}
     state = load_checkpoint(best["checkpoint"])
     assert state["step"] in best_steps  # not the trial's last checkpoint unless the best came last
-    assert state["metrics"]["kl_modes"] == best["value"]
+    assert state["metrics"]["js_modes"] == best["value"]
     assert (Path(best["checkpoint"]).parent / SAMPLES_FILE).stat().st_size > 0
 
 
@@ -108,7 +108,7 @@ def test_diverging_trials_end_themselves_with_a_finite_penalty(tmp_path, capsys)
     for trial in trials.values():
         last = trial["rows"][-1]
         assert last["diverged"] is True and last["status"] == "diverged"
-        assert last["kl_modes"] == DIVERGED_PENALTY
+        assert last["js_modes"] == DIVERGED_PENALTY
         assert last["step"] < 400
     assert re.search(r"diverged 2 \|", out)
     assert json.loads((tmp_path / "diverging" / "best.json").read_text())["value"] == DIVERGED_PENALTY

@@ -51,7 +51,7 @@ def test_one_parent_and_one_child_per_trial_none_running(logged):
     assert len(logged["parents"]) == 1
     parent = logged["parents"][0]
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags[TAG_METRIC] == "kl_modes" and parent.data.tags[TAG_MODE] == "min"
+    assert parent.data.tags[TAG_METRIC] == "js_modes" and parent.data.tags[TAG_MODE] == "min"
     assert parent.data.params["budget.max_steps"] == str(STEPS) and "space.loss" in parent.data.params
     children = logged["children"]
     assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(logged["trials"])
@@ -80,10 +80,10 @@ def test_params_tags_and_metric_curves(logged):
         if run.data.params["loss"] != "gan":
             assert "label_smoothing" not in run.data.params and "minimax" not in run.data.params
         assert run.data.tags["node"]
-        history = client.get_metric_history(run.info.run_id, "kl_modes")
+        history = client.get_metric_history(run.info.run_id, "js_modes")
         finite_rows = [row for row in rows if not row["diverged"]]
         assert [m.step for m in history] == [row["step"] for row in finite_rows]
-        assert [m.value for m in history] == pytest.approx([row["kl_modes"] for row in finite_rows])
+        assert [m.value for m in history] == pytest.approx([row["js_modes"] for row in finite_rows])
         assert {"d_loss", "g_loss", "modes_covered"} <= set(run.data.metrics)
     longest = max(logged["children"], key=lambda run: len(logged["trials"][run.data.tags[TAG_TRIAL_ID]]))
     assert len(client.get_metric_history(longest.info.run_id, "g_loss")) > 1
@@ -96,7 +96,7 @@ def test_sample_grids_and_best_checkpoint_are_artifacts(logged):
         grids = [f.path for f in client.list_artifacts(run.info.run_id, "samples")]
         assert grids == [f"samples/step_{row['step']:07d}.png" for row in rows]
         assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
-        best_step = min(rows, key=lambda row: row["kl_modes"])["step"]
+        best_step = min(rows, key=lambda row: row["js_modes"])["step"]
         assert run.data.tags[TAG_BEST_STEP] == str(best_step)
 
 
@@ -107,8 +107,8 @@ def test_parent_summary_names_the_best_trial_whose_model_predicts(logged):
     from pipelines.pyfunc_model import input_example
 
     parent = logged["client"].get_run(logged["parents"][0].info.run_id)
-    best_value = min(row["kl_modes"] for rows in logged["trials"].values() for row in rows if not row["diverged"])
-    assert parent.data.metrics["best_kl_modes"] == pytest.approx(best_value)
+    best_value = min(row["js_modes"] for rows in logged["trials"].values() for row in rows if not row["diverged"])
+    assert parent.data.metrics["best_js_modes"] == pytest.approx(best_value)
     assert parent.data.metrics["trials"] == len(logged["trials"])
     local = mlflow.artifacts.download_artifacts(f"runs:/{parent.data.tags[TAG_BEST_RUN]}/model",
                                                 tracking_uri=logged["client"].tracking_uri)
@@ -158,7 +158,7 @@ def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
 
 RESUMED_PRESET = """
 dataset: grid25
-metric: kl_modes
+metric: js_modes
 searcher: {name: random, seed: 2}
 scheduler: fifo
 budget: {num_samples: 2, max_steps: 900, max_concurrent: 2}
@@ -199,7 +199,7 @@ def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # Killed while both trials run and have logged an evaluation (and so hold a checkpoint).
-        _wait_for(lambda: [run for run in runs("RUNNING") if "kl_modes" in run.data.metrics][1:],
+        _wait_for(lambda: [run for run in runs("RUNNING") if "js_modes" in run.data.metrics][1:],
                   "two running trials with an evaluation", driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)

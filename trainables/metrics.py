@@ -5,9 +5,9 @@ Fréchet distance subtracts traces of similar size, and float32 loses the small 
 separate a good generator from a perfect one.
 
 A metric a search may optimise must get worse both when samples leave the data (quality) and
-when modes or classes are dropped (coverage); ``tests/test_objectives.py`` holds each one to
-that. ``js_modes`` is the 2-D objective; ``kl_modes``, ``modes_covered`` and ``high_quality``
-each see only one of the two failures and are diagnostics.
+when modes or classes are dropped (coverage); ``trainables/objectives.py`` lists those that do.
+``js_modes`` is the 2-D objective; ``kl_modes``, ``modes_covered`` and ``high_quality`` each see
+only one of the two failures and are diagnostics.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A search optimises its metric faithfully, so an objective must be one that no bad generator can
 win: it has to get worse both when samples leave the data (quality) and when modes or classes are
-dropped (coverage). ``tests/test_objectives.py`` scores a collapsed, an off-data and a faithful
-"generator" under every objective listed here and fails if either bad one is not clearly worse.
+dropped (coverage). ``tests/test_mixture_objectives.py`` and ``tests/test_image_objectives.py``
+score a collapsed, an off-data and a faithful "generator" under every objective listed here and
+fail if either bad one is not clearly worse.
 The other metrics see only one of the two failures (precision rewards collapse, recall and
 ``kl_modes`` reward blur) and are reported as diagnostics.
 """

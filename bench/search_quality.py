@@ -1,0 +1,195 @@
+"""Search quality: the shipped search (TPE + ASHA) beside Lucic et al. 2018's baseline (random
+search, no early stopping), at the same budget of trial-seconds.
+
+For each task and seed both searches run on an embedded Ray with the same wall-clock budget,
+concurrency and CPUs per trial, so they get the same trial-seconds; a callback adds up every
+report's ``time_this_iter_s`` (a report's share of a trial's running time, evaluation included)
+in the order the driver receives them. Tasks: ``grid25`` (the shipped preset) and ``mnist`` (the
+shipped MNIST preset with the ``mlp`` architecture, on CPUs). It prints, per task:
+
+- the best value reached against trial-seconds, for both searches (median over seeds);
+- the trial-seconds each needs to reach the baseline's final best, seed by seed;
+- the best trial's ``modes_covered``/``high_quality`` (2-D) or ``fd``/``precision``/``recall``;
+- over the baseline's trials that ran to the end, the rank correlation between the metric at
+  each evaluation step and the trial's final best: how early a rung predicts the final ranking,
+  the figure the presets' ASHA grace periods are set from.
+
+    python bench/search_quality.py --tasks grid25 mnist --seeds 0 1 2 --budget-s 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+
+import pandas as pd
+from ray import tune
+
+from pipelines.search_folder import SearchFolder
+from pipelines.search_runner import SearchRun, run_search
+from search_spaces.preset import load_preset, preset_from_dict
+
+METHODS = {
+    "tpe+asha": {},  # the preset as shipped
+    "random+fifo": {"searcher": "random", "scheduler": "fifo"},
+}
+DIAGNOSTICS = {"grid25": ("modes_covered", "high_quality"), "mnist": ("fd", "precision", "recall")}
+BUDGET_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Report:
+    trial_seconds: float  # cumulative over the whole search when this report arrived
+    trial_id: str
+    step: int
+    value: float
+    diverged: bool
+    metrics: dict
+
+
+@dataclass
+class Recorder(tune.Callback):
+    """Every report of a search, stamped with the search's cumulative trial-seconds."""
+
+    metric: str
+    reports: list[Report] = field(default_factory=list)
+    spent: float = 0.0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.spent += float(result.get("time_this_iter_s", 0.0))
+        self.reports.append(Report(self.spent, trial.trial_id, int(result["step"]), float(result[self.metric]),
+                                   bool(result.get("diverged")), dict(result)))
+
+
+def task_preset(task: str, method: str, seed: int, args):
+    """The shipped preset of ``task`` with the method's searcher and scheduler and the bench's budget."""
+    raw = load_preset(task).to_dict()
+    raw.pop("mode")
+    raw["searcher"] = {"name": METHODS[method].get("searcher", raw["searcher"]["name"]), "seed": seed}
+    if "scheduler" in METHODS[method]:
+        raw["scheduler"] = {"name": METHODS[method]["scheduler"]}
+    raw["budget"] = {**raw["budget"], "num_samples": 10_000, "time_budget": args.budget_s,
+                     "max_concurrent": args.concurrent}
+    raw["resources"] = {"cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": 0}
+    if task == "mnist":
+        raw["params"] = {**raw["params"], "arch": "mlp", "eval_samples": args.mnist_eval_samples}
+    return preset_from_dict(raw, name=f"{task}-{method}-{seed}")
+
+
+def run_one(task: str, method: str, seed: int, args) -> tuple[list[Report], str]:
+    preset = task_preset(task, method, seed, args)
+    recorder = Recorder(preset.metric)
+    with tempfile.TemporaryDirectory(prefix="gantune-bench-") as storage:
+        run_search(SearchRun(preset=preset, folder=SearchFolder(storage, preset.name),
+                             study_url=f"sqlite:///{storage}/optuna.db", extra_callbacks=(recorder,)))
+    return recorder.reports, preset.mode
+
+
+def best_curve(reports: list[Report], mode: str) -> list[tuple[float, float, Report]]:
+    """(trial-seconds, best value so far, the report that holds it) after every finite report."""
+    curve, best = [], None
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+    for report in reports:
+        if not report.diverged and math.isfinite(report.value) and (best is None or better(report.value, best.value)):
+            best = report
+        if best is not None:
+            curve.append((report.trial_seconds, best.value, best))
+    return curve
+
+
+def best_at(curve, seconds: float) -> float:
+    reached = [value for spent, value, _ in curve if spent <= seconds]
+    return reached[-1] if reached else math.nan
+
+
+def seconds_to_reach(curve, target: float, mode: str) -> float:
+    """Trial-seconds until the best value is at least as good as ``target``; inf if never."""
+    for spent, value, _ in curve:
+        if (value <= target) if mode == "min" else (value >= target):
+            return spent
+    return math.inf
+
+
+def rung_correlations(reports: list[Report], max_steps: int, mode: str) -> list[tuple[int, int, float]]:
+    """(step, trials, Spearman rho) of the metric at ``step`` against the trial's best, over trials
+    that reached ``max_steps`` without diverging."""
+    frame = pd.DataFrame([(r.trial_id, r.step, r.value, r.diverged) for r in reports],
+                         columns=["trial", "step", "value", "diverged"])
+    diverged = set(frame.loc[frame.diverged, "trial"])
+    finished = frame[~frame.trial.isin(diverged) & frame.trial.isin(frame.loc[frame.step >= max_steps, "trial"])]
+    table = finished.pivot_table(index="trial", columns="step", values="value")
+    rows = []
+    if table.empty:
+        return rows
+    final = table.min(axis=1) if mode == "min" else table.max(axis=1)
+    for step in table.columns:
+        at_step = table[step]
+        if at_step.notna().sum() >= 3:
+            rows.append((int(step), int(at_step.notna().sum()), at_step.corr(final, method="spearman")))
+    return rows
+
+
+def summarise(task: str, runs: dict[str, dict[int, tuple[list[Report], str]]], args) -> None:
+    mode = next(iter(runs["random+fifo"].values()))[1]
+    metric = load_preset(task).metric
+    print(f"\n=== {task}: {metric} ({mode}); {args.budget_s:g} s wall x {args.concurrent} concurrent trials "
+          f"(~{args.budget_s * args.concurrent:g} trial-seconds) per search; seeds {' '.join(map(str, args.seeds))}")
+    curves = {m: {s: best_curve(reports, mode) for s, (reports, _) in per_seed.items()} for m, per_seed in runs.items()}
+    spent = {m: {s: (reports[-1].trial_seconds if reports else 0.0) for s, (reports, _) in per_seed.items()}
+             for m, per_seed in runs.items()}
+    reference = max(max(per_seed.values()) for per_seed in spent.values())
+    header = "".join(f"{f'{int(f * reference)} s':>12}" for f in BUDGET_FRACTIONS)
+    print(f"best {metric} after trial-seconds (median over seeds)")
+    print(f"  {'':14}{header}")
+    for method, per_seed in curves.items():
+        cells = "".join(f"{statistics.median(best_at(c, f * reference) for c in per_seed.values()):12.4g}"
+                        for f in BUDGET_FRACTIONS)
+        print(f"  {method:14}{cells}")
+    print("trial-seconds to reach the baseline's final best, by seed")
+    ratios = []
+    for seed in args.seeds:
+        target = curves["random+fifo"][seed][-1][1] if curves["random+fifo"][seed] else math.nan
+        base_total = spent["random+fifo"][seed]
+        base_reach = seconds_to_reach(curves["random+fifo"][seed], target, mode)
+        ours = seconds_to_reach(curves["tpe+asha"][seed], target, mode)
+        ratios.append(ours / base_total if base_total else math.inf)
+        print(f"  seed {seed}: target {target:.4g}; tpe+asha {ours:.0f} s, random+fifo {base_reach:.0f} s "
+              f"(of its {base_total:.0f} s); tpe+asha / baseline's compute = {ratios[-1]:.2f}")
+    print(f"  median tpe+asha / baseline's compute: {statistics.median(ratios):.2f}")
+    print("best trial of each search")
+    for method, per_seed in curves.items():
+        for seed, curve in per_seed.items():
+            if not curve:
+                print(f"  {method:14} seed {seed}: no finite report")
+                continue
+            best = curve[-1][2]
+            shown = ", ".join(f"{key} {best.metrics.get(key, math.nan):.4g}" for key in DIAGNOSTICS[task])
+            print(f"  {method:14} seed {seed}: {metric} {best.value:.4g} at step {best.step} "
+                  f"(loss {best.metrics.get('config', {}).get('loss', '?')}); {shown}")
+    pooled = [report for reports, _ in runs["random+fifo"].values() for report in reports]
+    max_steps = load_preset(task).budget.max_steps
+    print(f"rank correlation of {metric} at a step with the trial's final best (random+fifo trials that ran "
+          f"to step {max_steps}, all seeds)")
+    for step, count, rho in rung_correlations(pooled, max_steps, mode):
+        print(f"  step {step:6d}: Spearman {rho:+.2f} over {count} trials")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["grid25", "mnist"], choices=sorted(DIAGNOSTICS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget-s", type=float, default=600.0, help="wall-clock seconds per search")
+    parser.add_argument("--concurrent", type=int, default=2, help="trials at once (one per core)")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--mnist-eval-samples", type=int, default=5000)
+    args = parser.parse_args()
+    for task in args.tasks:
+        runs = {method: {seed: run_one(task, method, seed, args) for seed in args.seeds} for method in METHODS}
+        summarise(task, runs, args)
+
+
+if __name__ == "__main__":
+    main()
