@@ -32,9 +32,10 @@ from pipelines.search_folder import SearchFolder
 from pipelines.search_runner import SearchRun, run_search
 from search_spaces.preset import load_preset, preset_from_dict
 
+SHIPPED, BASELINE = "tpe+asha", "random+fifo"
 METHODS = {
-    "tpe+asha": {},  # the preset as shipped
-    "random+fifo": {"searcher": "random", "scheduler": "fifo"},
+    BASELINE: {"searcher": "random", "scheduler": "fifo"},
+    SHIPPED: {},  # the preset as shipped
 }
 DIAGNOSTICS = {"grid25": ("modes_covered", "high_quality"), "mnist": ("fd", "precision", "recall")}
 BUDGET_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -79,13 +80,13 @@ def task_preset(task: str, method: str, seed: int, args):
     return preset_from_dict(raw, name=f"{task}-{method}-{seed}")
 
 
-def run_one(task: str, method: str, seed: int, args) -> tuple[list[Report], str]:
+def run_one(task: str, method: str, seed: int, args) -> list[Report]:
     preset = task_preset(task, method, seed, args)
     recorder = Recorder(preset.metric)
     with tempfile.TemporaryDirectory(prefix="gantune-bench-") as storage:
         run_search(SearchRun(preset=preset, folder=SearchFolder(storage, preset.name),
                              study_url=f"sqlite:///{storage}/optuna.db", extra_callbacks=(recorder,)))
-    return recorder.reports, preset.mode
+    return recorder.reports
 
 
 def best_curve(reports: list[Report], mode: str) -> list[tuple[float, float, Report]]:
@@ -132,33 +133,31 @@ def rung_correlations(reports: list[Report], max_steps: int, mode: str) -> list[
     return rows
 
 
-def summarise(task: str, runs: dict[str, dict[int, tuple[list[Report], str]]], args) -> None:
-    mode = next(iter(runs["random+fifo"].values()))[1]
-    metric = load_preset(task).metric
-    print(f"\n=== {task}: {metric} ({mode}); {args.budget_s:g} s wall x {args.concurrent} concurrent trials "
-          f"(~{args.budget_s * args.concurrent:g} trial-seconds) per search; seeds {' '.join(map(str, args.seeds))}")
-    curves = {m: {s: best_curve(reports, mode) for s, (reports, _) in per_seed.items()} for m, per_seed in runs.items()}
-    spent = {m: {s: (reports[-1].trial_seconds if reports else 0.0) for s, (reports, _) in per_seed.items()}
-             for m, per_seed in runs.items()}
-    reference = max(max(per_seed.values()) for per_seed in spent.values())
-    header = "".join(f"{f'{int(f * reference)} s':>12}" for f in BUDGET_FRACTIONS)
+def print_curves(metric: str, curves: dict, reference: float) -> None:
     print(f"best {metric} after trial-seconds (median over seeds)")
-    print(f"  {'':14}{header}")
+    print(f"  {'':14}" + "".join(f"{f'{int(f * reference)} s':>12}" for f in BUDGET_FRACTIONS))
     for method, per_seed in curves.items():
         cells = "".join(f"{statistics.median(best_at(c, f * reference) for c in per_seed.values()):12.4g}"
                         for f in BUDGET_FRACTIONS)
         print(f"  {method:14}{cells}")
+
+
+def print_compute_to_reach_baseline(curves: dict, spent: dict, mode: str, seeds: list[int]) -> None:
     print("trial-seconds to reach the baseline's final best, by seed")
     ratios = []
-    for seed in args.seeds:
-        target = curves["random+fifo"][seed][-1][1] if curves["random+fifo"][seed] else math.nan
-        base_total = spent["random+fifo"][seed]
-        base_reach = seconds_to_reach(curves["random+fifo"][seed], target, mode)
-        ours = seconds_to_reach(curves["tpe+asha"][seed], target, mode)
-        ratios.append(ours / base_total if base_total else math.inf)
-        print(f"  seed {seed}: target {target:.4g}; tpe+asha {ours:.0f} s, random+fifo {base_reach:.0f} s "
-              f"(of its {base_total:.0f} s); tpe+asha / baseline's compute = {ratios[-1]:.2f}")
-    print(f"  median tpe+asha / baseline's compute: {statistics.median(ratios):.2f}")
+    for seed in seeds:
+        baseline = curves[BASELINE][seed]
+        target = baseline[-1][1] if baseline else math.nan
+        total = spent[BASELINE][seed]
+        ours = seconds_to_reach(curves[SHIPPED][seed], target, mode)
+        ratios.append(ours / total if total else math.inf)
+        print(f"  seed {seed}: target {target:.4g}; {SHIPPED} {ours:.0f} s, {BASELINE} "
+              f"{seconds_to_reach(baseline, target, mode):.0f} s of its {total:.0f} s; "
+              f"{SHIPPED} / baseline's compute = {ratios[-1]:.2f}")
+    print(f"  median {SHIPPED} / baseline's compute: {statistics.median(ratios):.2f}")
+
+
+def print_best_trials(task: str, metric: str, curves: dict) -> None:
     print("best trial of each search")
     for method, per_seed in curves.items():
         for seed, curve in per_seed.items():
@@ -167,14 +166,32 @@ def summarise(task: str, runs: dict[str, dict[int, tuple[list[Report], str]]], a
                 continue
             best = curve[-1][2]
             shown = ", ".join(f"{key} {best.metrics.get(key, math.nan):.4g}" for key in DIAGNOSTICS[task])
-            print(f"  {method:14} seed {seed}: {metric} {best.value:.4g} at step {best.step} "
-                  f"(loss {best.metrics.get('config', {}).get('loss', '?')}); {shown}")
-    pooled = [report for reports, _ in runs["random+fifo"].values() for report in reports]
-    max_steps = load_preset(task).budget.max_steps
-    print(f"rank correlation of {metric} at a step with the trial's final best (random+fifo trials that ran "
+            loss = best.metrics.get("config", {}).get("loss", "?")
+            print(f"  {method:14} seed {seed}: {metric} {best.value:.4g} at step {best.step} (loss {loss}); {shown}")
+
+
+def print_rung_correlations(metric: str, reports: list[Report], max_steps: int, mode: str) -> None:
+    print(f"rank correlation of {metric} at a step with the trial's final best ({BASELINE} trials that ran "
           f"to step {max_steps}, all seeds)")
-    for step, count, rho in rung_correlations(pooled, max_steps, mode):
+    for step, count, rho in rung_correlations(reports, max_steps, mode):
         print(f"  step {step:6d}: Spearman {rho:+.2f} over {count} trials")
+
+
+def summarise(task: str, runs: dict[str, dict[int, list[Report]]], args) -> None:
+    preset = load_preset(task)
+    metric, mode = preset.metric, preset.mode
+    print(f"\n=== {task}: {metric} ({mode}); {args.budget_s:g} s wall x {args.concurrent} concurrent trials "
+          f"(~{args.budget_s * args.concurrent:g} trial-seconds) per search; seeds {' '.join(map(str, args.seeds))}")
+    curves = {m: {s: best_curve(reports, mode) for s, reports in per_seed.items()} for m, per_seed in runs.items()}
+    spent = {m: {s: (reports[-1].trial_seconds if reports else 0.0) for s, reports in per_seed.items()}
+             for m, per_seed in runs.items()}
+    print_curves(metric, curves, max(max(per_seed.values()) for per_seed in spent.values()))
+    if len(runs) == len(METHODS):
+        print_compute_to_reach_baseline(curves, spent, mode, args.seeds)
+    print_best_trials(task, metric, curves)
+    if BASELINE in runs:
+        pooled = [report for reports in runs[BASELINE].values() for report in reports]
+        print_rung_correlations(metric, pooled, preset.budget.max_steps, mode)
 
 
 def main() -> None:
@@ -185,9 +202,11 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once (one per core)")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--mnist-eval-samples", type=int, default=5000)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="both (the comparison), or the baseline alone for its rung correlations")
     args = parser.parse_args()
     for task in args.tasks:
-        runs = {method: {seed: run_one(task, method, seed, args) for seed in args.seeds} for method in METHODS}
+        runs = {method: {seed: run_one(task, method, seed, args) for seed in args.seeds} for method in args.methods}
         summarise(task, runs, args)
 
 

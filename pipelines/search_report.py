@@ -118,7 +118,7 @@ def trial_table(results, metric: str, mode: str) -> str:
         values = history[metric].dropna().tolist() if history is not None and metric in history else []
         rows.append((
             str(last.get("trial_id", "-")),
-            str(result.config.get("loss", "?")),
+            str((result.config or {}).get("loss", "?")),
             outcome("ERROR" if result.error else "TERMINATED", last),
             str(last.get("step", 0)),
             f"{best_value(values, mode):.4g}" if values else "-",

@@ -96,7 +96,8 @@ def test_command_line_overrides_replace_budget_and_resources_only_when_given():
     preset = load_preset("grid25")
     changed = with_overrides(preset, num_samples=3, cpus_per_trial=0.5, time_budget=None)
     assert changed.budget.num_samples == 3 and changed.resources.cpus_per_trial == 0.5
-    assert changed.budget.max_steps == preset.budget.max_steps and changed.budget.time_budget is None
+    assert changed.budget.max_steps == preset.budget.max_steps
+    assert changed.budget.time_budget == preset.budget.time_budget == 1800
 
 
 BAD_PRESETS = [
@@ -110,6 +111,10 @@ BAD_PRESETS = [
     ({"dataset": "grid25", "metrics": "fd"}, "metrics: unknown key"),
     ({"dataset": "grid25", "metric": "fd"}, "metric: 'fd' is not reported for grid25"),
     ({"dataset": "mnist", "metric": "fd", "mode": "max"}, "mode: fd is better when lower; use mode: min"),
+    ({"dataset": "grid25", "metric": "kl_modes"}, "metric: 'kl_modes' is a diagnostic that a bad generator can win"),
+    ({"dataset": "mnist", "metric": "precision"}, "optimise one of fd, kid, coverage"),
+    ({"dataset": "grid25", "floor": {"fd": 3}}, "floor.fd: unknown key"),
+    ({"dataset": "grid25", "floor": {"modes_covered": "many"}}, "floor.modes_covered: must be a number >= 0"),
     ({"dataset": "grid25", "params": {"lr": 1e-3}}, "params.lr: unknown trainer key"),
     ({"dataset": "grid25", "params": {"steps": 100}}, "params.steps: set budget.max_steps instead"),
     ({"dataset": "grid25", "params": {"lr_g": {"low": 1e-2, "high": 1e-4}}}, "params.lr_g: low 0.01 is above high"),
@@ -140,6 +145,16 @@ def test_bad_presets_fail_with_one_line_naming_the_key(raw, message):
     text = str(caught.value)
     assert text.startswith("preset p.yaml: ") and "\n" not in text
     assert message in text
+
+
+def test_shipped_presets_optimise_an_objective_and_state_a_floor():
+    from trainables.objectives import IMAGE_OBJECTIVES, MIXTURE_OBJECTIVES
+
+    for name in ("grid25", "ring8"):
+        preset = load_preset(name)
+        assert preset.metric == MIXTURE_OBJECTIVES[0] == "js_modes"
+        assert preset.floor["modes_covered"] >= 0.8 * {"grid25": 25, "ring8": 8}[name]
+    assert load_preset("mnist").metric in IMAGE_OBJECTIVES
 
 
 def test_preset_file_errors_name_the_file(tmp_path):
