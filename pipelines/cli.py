@@ -19,11 +19,12 @@ COMMAND_MODULES = (
     "pipelines.promote",
     "pipelines.export",
     "pipelines.generate",
+    "pipelines.report",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gantune", description="Hyperparameter search for GANs: train, search, promote, export, generate.")
+    parser = argparse.ArgumentParser(prog="gantune", description="Hyperparameter search for GANs: train, search, promote, export, generate, report.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # headless: a search driver or a server has no display
 
 import matplotlib.image
 from matplotlib import pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from pipelines.report_stats import ALL_TRIALS, Curve, StatusRow
 
@@ -38,11 +39,13 @@ def draw_progress(curves: Sequence[Curve], metric: str, mode: str, path: Path) -
     """Best-so-far against trials and against cumulative trial-seconds, one line per loss."""
     figure, (by_trials, by_seconds) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for curve in curves:
-        style = {"color": "black", "linestyle": "--"} if curve.label == ALL_TRIALS else {}
+        # The all-trials line runs under the per-loss lines it shares segments with.
+        style = {"color": "0.4", "linestyle": "--", "zorder": 1} if curve.label == ALL_TRIALS else {}
         best = [math.nan if value is None else value for value in curve.best]
         by_trials.plot(curve.trials, best, drawstyle="steps-post", marker=".", label=curve.label, **style)
         by_seconds.plot(curve.seconds, best, drawstyle="steps-post", marker=".", label=curve.label, **style)
     by_trials.set_xlabel("trials")
+    by_trials.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_seconds.set_xlabel("cumulative trial-seconds")
     by_trials.set_ylabel(f"best {metric} so far ({'lower' if mode == 'min' else 'higher'} is better)")
     by_trials.legend(title="loss")
@@ -60,12 +63,13 @@ def draw_status(rows: Sequence[StatusRow], saved: float | None, path: Path) -> P
     counts.bar(names, [row.count for row in rows], color=colours)
     seconds.bar(names, [row.seconds for row in rows], color=colours)
     counts.set_ylabel("trials")
+    counts.yaxis.set_major_locator(MaxNLocator(integer=True))
     seconds.set_ylabel("trial-seconds")
     for axes in (counts, seconds):
         axes.tick_params(axis="x", labelrotation=20)
         axes.grid(axis="y", alpha=0.3)
     title = "Trials by how they ended"
-    if saved is not None:
+    if saved:
         title += f"; early stopping saved about {saved:,.0f} trial-seconds"
     figure.suptitle(title)
     return _save(figure, path)

@@ -13,7 +13,7 @@ from pipelines import report_figures as figures
 from pipelines.report_html import Section
 from pipelines.report_stats import progress_curves, ranked, saved_seconds, status_rows
 from pipelines.report_store import SearchRecord, TrialRecord, download_samples
-from pipelines.report_study import Importances
+from pipelines.report_study import Importances, typed_values
 from trainables.config import ConfigError
 
 TOP_TRIALS = 5
@@ -25,10 +25,8 @@ PROGRESS_FILE, STATUS_FILE, IMPORTANCES_FILE, SLICES_FILE, SAMPLES_FILE = (
 
 def _short(text: str) -> str:
     """A logged param as a reader wants it: floats to 3 significant digits, anything else as is."""
-    try:
-        return f"{float(text):.3g}" if any(mark in text for mark in ".e") else text
-    except ValueError:
-        return text
+    value, = typed_values([text])
+    return f"{value:.3g}" if isinstance(value, float) else text
 
 
 def progress_section(search: SearchRecord, out: Path) -> Section:
@@ -46,17 +44,15 @@ def importance_sections(search: SearchRecord, study, found: Importances, out: Pa
     """The importances and the metric against the most important params: two sections."""
     title, slices_title = "Parameter importances", "The metric against the most important parameters"
     if found.note:
-        return [Section(title, notes=[found.note]), Section(slices_title, notes=["Not drawn: it needs the parameter importances."])]
+        return [Section(title, notes=[found.note]),
+                Section(slices_title, notes=["Not drawn: it needs the parameter importances."])]
     text = (f"Optuna's PED-ANOVA importance of each parameter for reaching the best {found.target_quantile:.0%} "
             f"of the {len(study.trials)} trials with a {search.metric}, from an Optuna study rebuilt from the "
             "params each trial's run logged. A conditional parameter is judged among the trials that drew it; "
             "parameters that never varied are left out.")
     figures.draw_importances(study, found.evaluator, search.metric, out / IMPORTANCES_FILE)
     table = [("parameter", "importance"), *((name, f"{value:.3f}") for name, value in found.values.items())]
-    top = [name for name, value in found.values.items() if value > 0][:TOP_PARAMS]
-    if not top:
-        return [Section(title, text, IMPORTANCES_FILE, table),
-                Section(slices_title, notes=["No parameter showed any importance."])]
+    top = list(found.values)[:TOP_PARAMS]  # most important first
     slices_text = (f"Each trial's best {search.metric} against the {len(top)} most important parameters "
                    "(darker: later trials).")
     figures.draw_slices(study, top, search.metric, out / SLICES_FILE)
@@ -118,10 +114,9 @@ def status_section(search: SearchRecord, out: Path) -> Section:
              *((row.status, str(row.count), f"{row.seconds:,.0f}", f"{row.seconds / spent:.0%}" if spent else "-")
                for row in rows)]
     notes = []
-    if saved is not None:
-        whole = spent + saved
-        share = f", {saved / whole:.0%} of what running every trial to step {search.max_steps} would have taken" if whole else ""
-        notes.append(f"Early stopping saved about {saved:,.0f} trial-seconds{share}; each stopped trial's "
+    if saved:
+        notes.append(f"Early stopping saved about {saved:,.0f} trial-seconds, {saved / (spent + saved):.0%} of what "
+                     f"running every trial to step {search.max_steps} would have taken; each stopped trial's "
                      "remaining steps are counted at its own pace.")
     text = "How the trials ended (completed, stopped early by the scheduler, diverged, errored) and the time each used."
     return Section("Trials by status", text, STATUS_FILE, table, notes)

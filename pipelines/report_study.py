@@ -6,6 +6,7 @@ complete trial holding that value and the params it logged; MLflow keeps params 
 param's distribution is inferred from what was observed: ``True``/``False`` and other text are
 categorical, numbers span the observed range, on a log scale when it covers more than two
 decades. Only params that took at least two values count: a pinned key carries no information.
+A PBT trial counts with the params it started with (its perturbations are logged as curves).
 
 Importances come from Optuna's PED-ANOVA evaluator, which handles conditional params (``clip``
 only for ``wgan``, ``gp_weight`` only for ``wgan-gp``, ...) by comparing trials within each
@@ -89,6 +90,7 @@ class Importances:
 
 
 def target_quantile(trials: int) -> float:
+    """The share of ``trials`` counted as the top: 10 %, at least five trials, at most half."""
     return min(WIDEST_QUANTILE, max(TOP_QUANTILE, TOP_TRIALS_WANTED / trials))
 
 
@@ -104,7 +106,8 @@ def importances(study, metric: str) -> Importances:
         return Importances({}, note="Parameter importances need params that vary; every trial had the same ones.")
     quantile = target_quantile(len(complete))
     evaluator = PedAnovaImportanceEvaluator(target_quantile=quantile)
-    with warnings.catch_warnings():  # few trials per regime: said in the report, not on stderr
+    # Optuna warns when few trials back a param; the report says how many trials there are instead.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         values = get_param_importances(study, evaluator=evaluator)
     return Importances(values, evaluator, quantile)

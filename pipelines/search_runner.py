@@ -247,4 +247,8 @@ def run_search(run: SearchRun) -> dict[str, Any] | None:
     if best is not None:
         location = run.folder.write_best(best)
         print(f"best {preset.metric} {best['value']:.4g} (trial {best['trial_id']}); written to {location}")
+    if run.tracking is not None:
+        from pipelines.report import report_after_search
+
+        report_after_search(run.tracking, run.folder)
     return best
