@@ -69,8 +69,9 @@ FULL_SPACE: dict[str, Param] = {
     "arch": Choice(ARCH_NAMES),
     # Lucic et al.: n_disc in {1, ..., 5}.
     "d_steps": Range(1, 5, integer=True),
-    # Not in Lucic et al. (always one generator step); a short range lets a search test it.
-    "g_steps": Range(1, 3, integer=True),
+    # Lucic et al. (and every paper above) take one generator step per training step and express
+    # the D:G ratio through n_disc alone; a preset may still search g_steps.
+    "g_steps": Pinned(1),
     # Lucic et al.: clipping 10^[-3, 0], log-uniform (Arjovsky et al.'s 0.01 inside).
     "clip": Range(1e-3, 1.0, log=True),
     # Lucic et al.: lambda 10^[-1, 2], log-uniform (Gulrajani et al.'s 10 for images, 0.1 for toys).
