@@ -110,7 +110,18 @@ def test_points_far_from_every_mode_score_no_quality_and_worst_kl():
     mixture = ring8()
     points = torch.zeros(1000, 2)  # the ring's centre lies 2 away from every mode (100 sigma)
     scores = metrics.mode_metrics(points, mixture)
-    assert scores == {"modes_covered": 0, "high_quality": 0.0, "kl_modes": pytest.approx(math.log(8))}
+    # Every sample off every mode: the histogram and the target share no bin, the JS maximum.
+    assert scores == {"modes_covered": 0, "high_quality": 0.0, "kl_modes": pytest.approx(math.log(8)),
+                      "js_modes": pytest.approx(math.log(2))}
+
+
+def test_js_modes_of_total_collapse_matches_closed_form():
+    mixture = ring8()
+    points = mixture.centers[2].repeat(1000, 1)  # every sample exactly on one mode
+    # p = one-hot, q = uniform over 8, m = (p + q) / 2:
+    # KL(p || m) = log(16 / 9); KL(q || m) = 1/8 log(2 / 9) + 7/8 log 2.
+    expected = (math.log(16 / 9) + math.log(2 / 9) / 8 + 7 / 8 * math.log(2)) / 2
+    assert metrics.mode_metrics(points, mixture)["js_modes"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_half_of_the_modes_give_kl_log_2():
@@ -120,3 +131,14 @@ def test_half_of_the_modes_give_kl_log_2():
     scores = metrics.mode_metrics(even, mixture)
     assert scores["modes_covered"] == 4
     assert scores["kl_modes"] == pytest.approx(math.log(2), abs=0.01)
+
+
+def test_manifold_metrics_of_the_real_set_itself_and_of_a_far_away_set():
+    real = torch.randn(600, 3, generator=torch.Generator().manual_seed(8))
+    manifold = metrics.Manifold.of(real)
+    same = metrics.manifold_metrics(manifold, real)
+    # Each real point lies in its own ball (distance 0), and in k others on average.
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    assert same["density"] == pytest.approx(1 + 1 / manifold.k, abs=0.1)
+    far = metrics.manifold_metrics(manifold, real + 100.0)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
