@@ -10,7 +10,6 @@ search makes it when it ends; the command makes it again for any search the stor
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -29,19 +28,6 @@ def register(subparsers) -> None:
                         help="torchvision data root for the real images beside the samples (default: $GANTUNE_DATA_ROOT)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.set_defaults(func=run)
-
-
-def check_out(out: str) -> Path:
-    """``--out`` as a folder that exists or can be made, checked before anything is read or written."""
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out} cannot be written: {existing} is not a writable folder")
-    return path
 
 
 def build_report(client, parent, out: Path, data_root: str | None = None) -> Path:
@@ -104,10 +90,11 @@ def report_after_search(tracking, folder) -> None:
 
 def run(args) -> int:
     from pipelines.model_source import tracking_client
+    from pipelines.output_folder import check_output_folder
     from pipelines.report_store import find_search
     from pipelines.tracking_target import check_reachable
 
-    out = check_out(args.out) if args.out else None
+    out = check_output_folder("--out", args.out) if args.out else None
     client = tracking_client(args.tracking_uri)
     check_reachable(client.tracking_uri)
     parent = find_search(client, args.experiment, args.search)

@@ -54,6 +54,9 @@ NOT_METRICS = set(AUTO_RESULT_KEYS) | {"step", "trial_id", "done", "should_check
 
 # The status tag of each way a trial ends (as ``pipelines.search_report.outcome`` reads it), and
 # the MLflow status its run ends with.
+# The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
+# this value opens the model-training view (runs table and metric charts).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 STATUS_TAG = {"finished": "completed", "stopped": "early_stopped", "diverged": "diverged", "errored": "errored"}
 RUN_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "errored": "FAILED"}
 
@@ -123,7 +126,8 @@ class MlflowTracking(tune.Callback):
         found = self.client.get_experiment_by_name(self.target.experiment)
         if found is not None:
             return found.experiment_id
-        return self.client.create_experiment(self.target.experiment, artifact_location=self.target.artifact_location)
+        return self.client.create_experiment(self.target.experiment, artifact_location=self.target.artifact_location,
+                                             tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
 
     def _resumed_parent(self) -> str | None:
         """The parent run of an interrupted search, running again; None for a new search."""

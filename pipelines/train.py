@@ -9,11 +9,13 @@ from typing import Any
 
 import yaml
 
+from pipelines.output_folder import check_output_folder
 from trainables.atomic import write_atomically
 from trainables.config import ConfigError, load_config, parse_overrides
 
 RESULT_FILES = ("checkpoint.pt", "metrics.json")
-PROGRESS_KEYS = ("d_loss", "g_loss", "wasserstein", "fd", "is", "classes_covered", "modes_covered", "high_quality")
+PROGRESS_KEYS = ("d_loss", "g_loss", "wasserstein", "fd", "kid", "is", "classes_covered", "js_modes", "modes_covered",
+                 "high_quality")
 
 
 def register(subparsers) -> None:
@@ -44,7 +46,7 @@ def _build_trainer(args):
 
         return Trainer.from_checkpoint(out / "checkpoint.pt", parse_overrides(args.overrides)), out
     config = load_config(args.config, args.overrides)
-    out = Path(args.out or f"runs/{config.dataset}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = check_output_folder("--out", args.out or f"runs/{config.dataset}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}")
     if any((out / name).exists() for name in RESULT_FILES):
         raise ConfigError(f"train: {str(out)!r} already holds a run; pass --resume {out} to continue it or choose another --out")
     from trainables.trainer import Trainer

@@ -89,3 +89,20 @@ def test_cuda_without_a_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="no CUDA device is available"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize("under_file", [False, True], ids=["out-is-a-file", "out-under-a-file"])
+def test_train_out_naming_a_file_is_one_line_and_writes_nothing(tmp_path, under_file):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me\n")
+    out = existing / "run" if under_file else existing
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "train", "dataset=grid25", "arch=mlp", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    expected = "is not a writable folder" if under_file else "is a file; give a folder"
+    assert len(lines) == 1 and f"--out {out}" in lines[0] and expected in lines[0]
+    assert existing.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -44,7 +44,12 @@ def logged(tracked_search):
     runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_SEARCH}` = '{search}'", max_results=1000)
     parents = [run for run in runs if run.data.tags.get(TAG_ROLE) == "search"]
     children = [run for run in runs if run.data.tags.get(TAG_ROLE) == "trial"]
-    return {"client": client, "parents": parents, "children": children, "trials": tune_trials(tracked_search["folder"])}
+    return {"client": client, "parents": parents, "children": children, "trials": tune_trials(tracked_search["folder"]),
+            "experiment": experiment}
+
+
+def test_the_experiment_opens_on_the_model_training_view(logged):
+    assert logged["experiment"].tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
 def test_one_parent_and_one_child_per_trial_none_running(logged):
