@@ -114,23 +114,20 @@ def seconds_to_reach(curve, target: float, mode: str) -> float:
     return math.inf
 
 
-def rung_correlations(reports: list[Report], max_steps: int, mode: str) -> list[tuple[int, int, float]]:
-    """(step, trials, Spearman rho) of the metric at ``step`` against the trial's best, over trials
-    that reached ``max_steps`` without diverging."""
+def rung_correlations(reports: list[Report], horizon: int, mode: str) -> list[tuple[int, int, float]]:
+    """(step, trials, Spearman rho) of the metric at each ``step`` before ``horizon`` against the
+    trial's best up to ``horizon``, over the trials that reached ``horizon`` without diverging."""
     frame = pd.DataFrame([(r.trial_id, r.step, r.value, r.diverged) for r in reports],
                          columns=["trial", "step", "value", "diverged"])
     diverged = set(frame.loc[frame.diverged, "trial"])
-    finished = frame[~frame.trial.isin(diverged) & frame.trial.isin(frame.loc[frame.step >= max_steps, "trial"])]
-    table = finished.pivot_table(index="trial", columns="step", values="value")
-    rows = []
+    reached = set(frame.loc[frame.step >= horizon, "trial"]) - diverged
+    table = frame[frame.trial.isin(reached) & (frame.step <= horizon)].pivot_table(index="trial", columns="step",
+                                                                                 values="value")
     if table.empty:
-        return rows
+        return []
     final = table.min(axis=1) if mode == "min" else table.max(axis=1)
-    for step in table.columns:
-        at_step = table[step]
-        if at_step.notna().sum() >= 3:
-            rows.append((int(step), int(at_step.notna().sum()), at_step.corr(final, method="spearman")))
-    return rows
+    return [(int(step), int(table[step].notna().sum()), table[step].corr(final, method="spearman"))
+            for step in table.columns if step < horizon and table[step].notna().sum() >= 3]
 
 
 def print_curves(metric: str, curves: dict, reference: float) -> None:
@@ -170,10 +167,11 @@ def print_best_trials(task: str, metric: str, curves: dict) -> None:
             print(f"  {method:14} seed {seed}: {metric} {best.value:.4g} at step {best.step} (loss {loss}); {shown}")
 
 
-def print_rung_correlations(metric: str, reports: list[Report], max_steps: int, mode: str) -> None:
-    print(f"rank correlation of {metric} at a step with the trial's final best ({BASELINE} trials that ran "
-          f"to step {max_steps}, all seeds)")
-    for step, count, rho in rung_correlations(reports, max_steps, mode):
+def print_rung_correlations(metric: str, reports: list[Report], horizon: int, mode: str, whose: str) -> None:
+    rows = rung_correlations(reports, horizon, mode)
+    print(f"rank correlation of {metric} at a step with the trial's best up to step {horizon}, over {whose} "
+          f"that reached it: " + ("none did" if not rows else ""))
+    for step, count, rho in rows:
         print(f"  step {step:6d}: Spearman {rho:+.2f} over {count} trials")
 
 
@@ -190,8 +188,13 @@ def summarise(task: str, runs: dict[str, dict[int, list[Report]]], args) -> None
         print_compute_to_reach_baseline(curves, spent, mode, args.seeds)
     print_best_trials(task, metric, curves)
     if BASELINE in runs:
-        pooled = [report for reports in runs[BASELINE].values() for report in reports]
-        print_rung_correlations(metric, pooled, preset.budget.max_steps, mode)
+        baseline = [report for reports in runs[BASELINE].values() for report in reports]
+        print_rung_correlations(metric, baseline, preset.budget.max_steps, mode, f"the {BASELINE} trials")
+    if preset.scheduler.name == "asha" and preset.scheduler.grace_period:
+        # ASHA's second rung: how well its first cut predicted the ranking it cuts on next.
+        second_rung = int(preset.scheduler.grace_period * preset.scheduler.reduction_factor)
+        pooled = [report for per_seed in runs.values() for reports in per_seed.values() for report in reports]
+        print_rung_correlations(metric, pooled, min(second_rung, preset.budget.max_steps), mode, "all trials")
 
 
 def main() -> None:
