@@ -261,10 +261,14 @@ class MlflowTracking(tune.Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         """End every run left open, write the summary, and log the best trial's generator."""
-        for trial in trials:
-            if trial.trial_id in self.trials and trial.status not in ("TERMINATED", "ERROR"):
-                self._end_trial(trial, errored=False)
+        # A trial the search's time budget stopped is TERMINATED without an on_trial_complete; it
+        # ended early like an ASHA-stopped one. Runs of no trial this driver knows are leftovers.
+        by_id = {trial.trial_id: trial for trial in trials}
         for run in self._children("attributes.status = 'RUNNING'"):
+            trial = by_id.get(run.data.tags.get(TAG_TRIAL_ID))
+            if trial is not None:
+                self._end_trial(trial, errored=trial.status == "ERROR")
+                continue
             self.client.set_tag(run.info.run_id, TAG_STATUS, "errored")
             self.client.set_terminated(run.info.run_id, status="KILLED")
         best = self._summarise()

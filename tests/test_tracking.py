@@ -221,3 +221,30 @@ def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server,
     assert all(run.info.status == "FINISHED" and run.data.tags[TAG_STATUS] == "completed" for run in after)
     parents = client.search_runs([after[0].info.experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+TIME_BUDGET_PRESET = """
+dataset: grid25
+metric: js_modes
+searcher: {name: random, seed: 3}
+scheduler: fifo
+budget: {num_samples: 2, max_steps: 1000000, max_concurrent: 2, time_budget: 60}
+resources: {cpus_per_trial: 0.5}
+params: {arch: mlp, conditional: false, loss: [gan, hinge], d_steps: 1, width: 32, batch_size: 64, latent_dim: 8, eval_every: 50, eval_samples: 200}
+"""
+
+
+def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    (tmp_path / "budget.yaml").write_text(TIME_BUDGET_PRESET)
+    code = main(["search", "--config", str(tmp_path / "budget.yaml"), "--storage", str(tmp_path), "--name", "budget",
+                 "--tracking-uri", mlflow_server, "--experiment", "time-budget"])
+    assert code == 0
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("time-budget")
+    children = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'trial'")
+    assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(tune_trials(tmp_path / "budget"))
+    assert [(run.info.status, run.data.tags[TAG_STATUS]) for run in children] == [("FINISHED", "early_stopped")] * 2
+    best = json.loads((tmp_path / "budget" / "best.json").read_text())
+    assert best["checkpoint"] and Path(best["checkpoint"]).is_file()
