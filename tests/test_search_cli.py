@@ -97,9 +97,9 @@ def test_presets_choose_the_scheduler_and_its_units_are_steps():
     from search_spaces.preset import load_preset
 
     asha = build_scheduler(load_preset("grid25"))
-    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "step" and asha._max_t == 5000
+    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "step" and asha._max_t == 12000
     pbt = build_scheduler(load_preset("wgan_family"))
     assert isinstance(pbt, PopulationBasedTraining) and pbt._time_attr == "step"
     assert set(pbt._hyperparam_mutations) == {"lr_g", "lr_d", "d_steps"}
-    assert pbt._hyperparam_mutations["d_steps"] == list(range(1, 11))
+    assert pbt._hyperparam_mutations["d_steps"] == list(range(1, 6))
     assert isinstance(build_scheduler(load_preset(str(PRESETS / "fifo_grid25.yaml"))), FIFOScheduler)
