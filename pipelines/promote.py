@@ -57,14 +57,13 @@ def _search_run(client, experiment_id: str, run_id: str | None):
 def metric_mode(metric: str, search) -> str:
     """min or max: the search's own mode for its metric, else the direction the metric is known to go."""
     from pipelines.run_tags import TAG_METRIC, TAG_MODE
-    from trainables.objectives import IMAGE_METRICS, MIXTURE_METRICS
+    from trainables.objectives import METRIC_DIRECTIONS
 
     if search.data.tags.get(TAG_METRIC) == metric:
         return search.data.tags[TAG_MODE]
-    known = {**IMAGE_METRICS, **MIXTURE_METRICS}
-    if metric not in known:
-        raise ConfigError(f"--metric {metric!r} is not a quality metric; choose one of {', '.join(known)}")
-    return known[metric]
+    if metric not in METRIC_DIRECTIONS:
+        raise ConfigError(f"--metric {metric!r} is not a quality metric; choose one of {', '.join(METRIC_DIRECTIONS)}")
+    return METRIC_DIRECTIONS[metric]
 
 
 def _value_at_best_step(client, run, metric: str) -> float | None:
@@ -93,16 +92,15 @@ def best_trial(client, search, metric: str, mode: str):
 
 def floor_failures(client, search, trial) -> list[str]:
     """Each ``floor.<metric>`` bound of the search that the trial's best checkpoint misses, as text."""
-    from trainables.objectives import IMAGE_METRICS, MIXTURE_METRICS, is_better
+    from trainables.objectives import METRIC_DIRECTIONS, is_better
 
-    directions = {**IMAGE_METRICS, **MIXTURE_METRICS}
     failures = []
     for key, bound in search.data.params.items():
         metric = key.removeprefix(FLOOR_PARAM_PREFIX)
-        if not key.startswith(FLOOR_PARAM_PREFIX) or metric not in directions:
+        if not key.startswith(FLOOR_PARAM_PREFIX) or metric not in METRIC_DIRECTIONS:
             continue
         value = _value_at_best_step(client, trial, metric)
-        if value is None or is_better(float(bound), value, directions[metric]):
+        if value is None or is_better(float(bound), value, METRIC_DIRECTIONS[metric]):
             shown = "none logged" if value is None else f"{value:.4g}"
             failures.append(f"{metric} {shown} (floor {float(bound):g})")
     return failures

@@ -33,6 +33,8 @@ MIXTURE_METRICS = {
     "high_quality": "max",
     "kl_modes": "min",
 }
+# Every metric either kind reports; the shared names (precision, coverage, ...) agree on direction.
+METRIC_DIRECTIONS = {**IMAGE_METRICS, **MIXTURE_METRICS}
 # Objectives first: the first is a preset's default metric.
 IMAGE_OBJECTIVES = ("fd", "kid", "coverage")
 MIXTURE_OBJECTIVES = ("js_modes", "coverage")
