@@ -18,8 +18,8 @@ import time
 
 from ray import tune
 
-from pipelines.search_folder import SearchFolder
-from pipelines.search_runner import SearchRun, run_search
+from pipelines.search.folder import SearchFolder
+from pipelines.search.runner import SearchRun, run_search
 from search_spaces.preset import preset_from_dict
 
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from ray import tune
 
-from pipelines.search_folder import SearchFolder
-from pipelines.search_runner import SearchRun, run_search
+from pipelines.search.folder import SearchFolder
+from pipelines.search.runner import SearchRun, run_search
 from search_spaces.preset import load_preset, preset_from_dict
 
 SHIPPED, BASELINE = "tpe+asha", "random+fifo"

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.search_folder import SearchFolder
-from pipelines.search_runner import SearchRun, run_search
-from pipelines.tracking_target import TrackingTarget, embedded_target
+from pipelines.search.folder import SearchFolder
+from pipelines.search.runner import SearchRun, run_search
+from pipelines.tracking.target import TrackingTarget, embedded_target
 from search_spaces.preset import load_preset, with_overrides
 
 
@@ -31,10 +31,10 @@ def export_times(target: TrackingTarget, storage: Path) -> tuple[float, float]:
     """Seconds to export the tracked search's best trial, and to load that export with torch alone."""
     from mlflow import MlflowClient
 
-    from pipelines.export_folder import write_export
-    from pipelines.model_source import record_from_run
-    from pipelines.run_tags import TAG_ROLE
-    from trainables.exported import load_exported
+    from pipelines.registry.export_writer import write_export
+    from pipelines.registry.model_source import record_from_run
+    from pipelines.tracking.tags import TAG_ROLE
+    from trainables.export_reader import load_exported
 
     client = MlflowClient(target.uri)
     experiment = client.get_experiment_by_name(target.experiment)

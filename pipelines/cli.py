@@ -13,13 +13,13 @@ import sys
 from trainables.config import ConfigError
 
 COMMAND_MODULES = (
-    "pipelines.train",
-    "pipelines.evaluator",
-    "pipelines.search",
-    "pipelines.promote",
-    "pipelines.export",
-    "pipelines.generate",
-    "pipelines.report",
+    "pipelines.commands.train",
+    "pipelines.commands.evaluator",
+    "pipelines.commands.search",
+    "pipelines.commands.promote",
+    "pipelines.commands.export",
+    "pipelines.commands.generate",
+    "pipelines.commands.report",
 )
 
 

@@ -13,7 +13,7 @@ import torch
 from pipelines.cli import main
 from trainables.checkpoint import save_checkpoint
 from trainables.config import config_from_dict
-from trainables.exported import CARD_FILE, CONFIG_FILE, PROGRAM_FILE, SAMPLES_FILE, WEIGHTS_FILE
+from trainables.export_reader import CARD_FILE, CONFIG_FILE, PROGRAM_FILE, SAMPLES_FILE, WEIGHTS_FILE
 from trainables.models import build_discriminator, build_generator
 
 EXPORT_FILES = {PROGRAM_FILE, WEIGHTS_FILE, CONFIG_FILE, SAMPLES_FILE, CARD_FILE}
@@ -26,7 +26,7 @@ class Blocked(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("mlflow", "ray", "optuna"):
             raise ImportError(f"{name} is blocked")
 sys.meta_path.insert(0, Blocked())
-from trainables.exported import load_exported
+from trainables.export_reader import load_exported
 generator = load_exported(sys.argv[1])
 samples = generator.generate(int(sys.argv[2]), seed=3)
 again = generator.generate(int(sys.argv[2]), seed=3)
@@ -90,7 +90,7 @@ def test_export_loads_with_torch_only(image_export):
 
 def test_export_program_matches_the_trained_module(image_export, image_checkpoint):
     from trainables.checkpoint import load_checkpoint
-    from trainables.exported import load_exported
+    from trainables.export_reader import load_exported
 
     state = load_checkpoint(image_checkpoint)
     module = build_generator(config_from_dict(state["config"]))

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from pipelines.cli import main
-from pipelines.promote import decide
+from pipelines.commands.promote import decide
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked

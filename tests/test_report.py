@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.report_stats import ALL_TRIALS, best_so_far, progress_curves, ranked, saved_seconds, status_rows
-from pipelines.report_store import TrialRecord, read_search
-from pipelines.report_study import importances, infer_distribution, rebuild_study, typed_values
-from pipelines.run_tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
+from pipelines.report.stats import ALL_TRIALS, best_so_far, progress_curves, ranked, saved_seconds, status_rows
+from pipelines.report.store import TrialRecord, read_search
+from pipelines.report.study import importances, infer_distribution, rebuild_study, typed_values
+from pipelines.tracking.tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
 
 FIGURES = {"progress.png", "importances.png", "slices.png", "samples.png", "status.png"}
 
@@ -91,7 +91,7 @@ def test_importances_cover_conditional_params_and_skip_pinned_ones():
 def test_real_images_are_a_grid_of_training_images(data_root, tmp_path):
     from matplotlib.image import imread
 
-    from pipelines.report_figures import write_real_picture
+    from pipelines.report.figures import write_real_picture
 
     picture = imread(write_real_picture("mnist", str(data_root), tmp_path / "real.png"))
     assert picture.shape[0] == picture.shape[1] == 2 + 8 * 30  # torchvision's 8x8 grid of 28-pixel images
@@ -196,9 +196,9 @@ def test_an_out_that_is_a_file_or_lies_under_one_is_one_line_and_exit_2(mlflow_s
 
 
 def test_a_report_that_cannot_be_made_does_not_fail_the_search(mlflow_server, tmp_path, capsys):
-    from pipelines.report import report_after_search
-    from pipelines.search_folder import SearchFolder
-    from pipelines.tracking_target import TrackingTarget
+    from pipelines.report.build import report_after_search
+    from pipelines.search.folder import SearchFolder
+    from pipelines.tracking.target import TrackingTarget
 
     report_after_search(TrackingTarget(mlflow_server, "lost"), SearchFolder(str(tmp_path), "never-ran"))
     printed = capsys.readouterr().out.strip().splitlines()

@@ -93,7 +93,7 @@ def test_command_line_errors_do_not_even_import_ray(tmp_path):
 def test_presets_choose_the_scheduler_and_its_units_are_steps():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
-    from pipelines.search_runner import build_scheduler
+    from pipelines.search.runner import build_scheduler
     from search_spaces.preset import load_preset
 
     asha = build_scheduler(load_preset("grid25"))

@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
 
-from pipelines.optuna_searcher import ResumableOptunaSearch
+from pipelines.search.optuna_searcher import ResumableOptunaSearch
 
 STUDY = "resume"
 

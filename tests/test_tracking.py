@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
-from pipelines.run_tags import (
+from pipelines.tracking.tags import (
     TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
-from pipelines.tracking import trial_outcome
-from pipelines.tracking_target import embedded_target, resolve_tracking
+from pipelines.tracking.callback import trial_outcome
+from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.config import ConfigError
 
 STEPS = 600
@@ -109,7 +109,7 @@ def test_parent_summary_names_the_best_trial_whose_model_predicts(logged):
     import mlflow.artifacts
     import mlflow.pyfunc
 
-    from pipelines.pyfunc_model import input_example
+    from pipelines.registry.pyfunc_model import input_example
 
     parent = logged["client"].get_run(logged["parents"][0].info.run_id)
     best_value = min(row["js_modes"] for rows in logged["trials"].values() for row in rows if not row["diverged"])

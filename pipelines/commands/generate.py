@@ -55,11 +55,11 @@ def parse_labels(text: str | None, n: int, spec):
 
 
 def _load(model: str, tracking_uri: str | None, scratch: str):
-    from trainables.exported import ExportError, load_exported
+    from trainables.export_reader import ExportError, load_exported
 
     folder = Path(model)
     if ":/" in model and not folder.exists():
-        from pipelines.model_source import download_model_export, tracking_client
+        from pipelines.registry.model_source import download_model_export, tracking_client
 
         folder, _ = download_model_export(tracking_client(tracking_uri), model, scratch)
     try:
@@ -70,7 +70,7 @@ def _load(model: str, tracking_uri: str | None, scratch: str):
 
 def write_picture(path: Path, samples, generator) -> None:
     """A grid of images, or a scatter of 2-D points over the dataset's mode centres."""
-    from pipelines.export_folder import grid_columns
+    from pipelines.registry.export_writer import grid_columns
     from trainables.data import MIXTURES
     from trainables.sample_grid import write_image_grid, write_scatter
 

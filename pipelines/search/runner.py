@@ -14,8 +14,8 @@ from typing import Any
 
 from search_spaces.preset import SearchPreset
 from search_spaces.space import Choice, Param, Range
-from pipelines.search_folder import SearchFolder
-from pipelines.tracking_target import TrackingTarget
+from pipelines.search.folder import SearchFolder
+from pipelines.tracking.target import TrackingTarget
 
 # Snapshot the experiment state every second (Tune's default is 10 s or more): a driver killed
 # between snapshots reruns every trial that finished since the last one.
@@ -92,7 +92,7 @@ def build_searcher(run: SearchRun) -> tuple[Any, dict[str, Any]]:
     import optuna
     from ray.tune.search import BasicVariantGenerator
 
-    from pipelines.optuna_searcher import ResumableOptunaSearch
+    from pipelines.search.optuna_searcher import ResumableOptunaSearch
 
     preset = run.preset
     if preset.scheduler.name == "pbt":
@@ -148,11 +148,11 @@ def build_scheduler(preset: SearchPreset):
 
 def search_callbacks(run: SearchRun) -> list:
     """Every driver-side Tune callback of a search, in one place."""
-    from pipelines.search_report import SearchProgress
+    from pipelines.search.progress import SearchProgress
 
     callbacks = [SearchProgress(run.preset.metric, run.preset.mode), *run.extra_callbacks]
     if run.tracking is not None:
-        from pipelines.tracking import MlflowTracking
+        from pipelines.tracking.callback import MlflowTracking
 
         callbacks.append(MlflowTracking(run.tracking, run.folder, run.preset.to_dict()))
     return callbacks
@@ -222,7 +222,7 @@ def run_search(run: SearchRun) -> dict[str, Any] | None:
     """Run (or resume) a search to its end; returns the ``best.json`` record, also written to the folder."""
     import ray
 
-    from pipelines.search_report import best_record, trial_table
+    from pipelines.search.progress import best_record, trial_table
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
     if not run.resume:
@@ -248,7 +248,7 @@ def run_search(run: SearchRun) -> dict[str, Any] | None:
         location = run.folder.write_best(best)
         print(f"best {preset.metric} {best['value']:.4g} (trial {best['trial_id']}); written to {location}")
     if run.tracking is not None:
-        from pipelines.report import report_after_search
+        from pipelines.report.build import report_after_search
 
         report_after_search(run.tracking, run.folder)
     return best

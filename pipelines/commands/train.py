@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.output_folder import check_output_folder
+from pipelines.commands.output_folder import check_output_folder
 from trainables.atomic import write_atomically
 from trainables.config import ConfigError, load_config, parse_overrides
 

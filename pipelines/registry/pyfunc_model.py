@@ -1,7 +1,7 @@
 """The generator as an MLflow pyfunc model: noise (and labels) in, samples out.
 
-The model's one artifact is an export folder (see ``pipelines.export_folder``), so what the
-registry serves, what ``gantune export`` writes and what ``trainables.exported`` loads are the
+The model's one artifact is an export folder (see ``pipelines.registry.export_writer``), so what the
+registry serves, what ``gantune export`` writes and what ``trainables.export_reader`` loads are the
 same files; ``load_context`` needs torch only. Input is a DataFrame with one float column per
 latent dimension (``z0`` ... ``z{d-1}``) plus an integer ``label`` column for conditional
 generators (one column layout for Python callers and for ``mlflow models serve``'s
@@ -18,15 +18,15 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from pipelines.export_folder import GeneratorRecord, write_export
-from trainables.exported import GeneratorSpec, load_exported
+from pipelines.registry.export_writer import GeneratorRecord, write_export
+from trainables.export_reader import GeneratorSpec, load_exported
 
 MODEL_ARTIFACT_PATH = "model"
 EXPORT_ARTIFACT = "export"
 LABEL_COLUMN = "label"
 # Explicit requirements: MLflow's inference of them imports the model and costs seconds per call.
 PIP_REQUIREMENTS = ["torch", "safetensors", "numpy", "pandas"]
-_PACKAGE_DIRS = [Path(__file__).resolve().parents[1] / name for name in ("trainables", "pipelines")]
+_PACKAGE_DIRS = [Path(__file__).resolve().parents[2] / name for name in ("trainables", "pipelines")]
 
 
 def noise_columns(latent_dim: int) -> list[str]:

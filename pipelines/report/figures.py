@@ -22,7 +22,7 @@ import matplotlib.image
 from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from pipelines.report_stats import ALL_TRIALS, Curve, StatusRow
+from pipelines.report.stats import ALL_TRIALS, Curve, StatusRow
 
 DPI = 100
 REAL_IMAGES = 64  # an 8x8 grid, the size of a trial's sample grid

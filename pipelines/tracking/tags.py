@@ -1,6 +1,6 @@
 """Names shared by the runs a search logs and the commands that read them back.
 
-``pipelines.tracking`` writes these tags and artifacts; ``gantune promote``, ``export`` and
+``pipelines.tracking.callback`` writes these tags and artifacts; ``gantune promote``, ``export`` and
 ``generate`` find generators by them. Kept apart from the tracking callback so that reading
 runs never imports Ray.
 """

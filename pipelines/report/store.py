@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.run_tags import (
+from pipelines.tracking.tags import (
     SAMPLES_ARTIFACTS, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID,
 )
 from trainables.config import ConfigError
@@ -60,7 +60,7 @@ class SearchRecord:
 
 def find_search(client, experiment_name: str, run_id: str | None):
     """The parent run of ``--search RUN_ID``, else the experiment's latest search."""
-    from pipelines.model_source import mlflow_failure
+    from pipelines.registry.model_source import mlflow_failure
 
     try:
         experiment = client.get_experiment_by_name(experiment_name)

@@ -79,7 +79,7 @@ def check_study_url(url: str) -> str:
 def _resumed_preset(args, folder, flags: dict[str, Any]):
     """On --resume the search continues as it was set up: its own search.yaml is the preset."""
     from search_spaces.preset import load_preset, preset_from_dict
-    from pipelines.search_folder import SEARCH_FILE
+    from pipelines.search.folder import SEARCH_FILE
 
     import yaml
 
@@ -98,10 +98,10 @@ def _resumed_preset(args, folder, flags: dict[str, Any]):
 def plan(args):
     """Check every flag and the preset, and say what will run; raises ConfigError, starts nothing."""
     from search_spaces.preset import load_preset, with_overrides
-    from pipelines.cluster_address import check_address
-    from pipelines.search_folder import SearchFolder, check_name, is_uri, resolve_storage
-    from pipelines.search_runner import SearchRun
-    from pipelines.tracking_target import resolve_tracking
+    from pipelines.search.cluster_address import check_address
+    from pipelines.search.folder import SearchFolder, check_name, is_uri, resolve_storage
+    from pipelines.search.runner import SearchRun
+    from pipelines.tracking.target import resolve_tracking
 
     flags = budget_flags(args)
     storage = resolve_storage(args.storage)
@@ -128,7 +128,7 @@ def plan(args):
 
 
 def run(args) -> int:
-    from pipelines.search_runner import RayStartError, run_search
+    from pipelines.search.runner import RayStartError, run_search
 
     search = plan(args)
     print(f"search {search.folder.name}: {search.preset.dataset}, {search.preset.metric} ({search.preset.mode}), "

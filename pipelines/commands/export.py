@@ -1,8 +1,8 @@
 """``gantune export``: a trained generator as a self-contained folder for downstream code.
 
 The source is a registered model (``models:/NAME@ALIAS``), a run (a trial's best checkpoint, or
-a search's best trial), or a checkpoint file; the folder is what ``trainables.exported`` loads
-with torch alone (see ``pipelines.export_folder`` for its files).
+a search's best trial), or a checkpoint file; the folder is what ``trainables.export_reader`` loads
+with torch alone (see ``pipelines.registry.export_writer`` for its files).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ def register(subparsers) -> None:
 
 
 def checkpoint_path(given: str) -> Path:
-    from pipelines.run_tags import CHECKPOINT_FILE
+    from pipelines.tracking.tags import CHECKPOINT_FILE
 
     path = Path(given)
     return path / CHECKPOINT_FILE if path.is_dir() else path
 
 
 def run(args) -> int:
-    from pipelines.export_folder import record_from_checkpoint, write_export
+    from pipelines.registry.export_writer import record_from_checkpoint, write_export
     from trainables.config import ConfigError
 
     if Path(args.out).exists() and not args.overwrite:
@@ -41,7 +41,7 @@ def run(args) -> int:
             path = checkpoint_path(args.checkpoint)
             record = record_from_checkpoint(path, {"checkpoint": str(path.resolve())})
         else:
-            from pipelines.model_source import record_from_model, record_from_run, tracking_client
+            from pipelines.registry.model_source import record_from_model, record_from_run, tracking_client
 
             client = tracking_client(args.tracking_uri)
             if args.model:

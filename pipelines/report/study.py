@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pipelines.report_store import TrialRecord
+from pipelines.report.store import TrialRecord
 
 LOG_SCALE_SPAN = 100.0  # more than two decades between the smallest and largest value
 TOP_QUANTILE, TOP_TRIALS_WANTED, WIDEST_QUANTILE = 0.1, 5, 0.5

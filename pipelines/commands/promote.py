@@ -39,8 +39,8 @@ def register(subparsers) -> None:
 
 
 def _search_run(client, experiment_id: str, run_id: str | None):
-    from pipelines.model_source import mlflow_failure
-    from pipelines.run_tags import TAG_ROLE
+    from pipelines.registry.model_source import mlflow_failure
+    from pipelines.tracking.tags import TAG_ROLE
 
     if run_id:
         try:
@@ -56,7 +56,7 @@ def _search_run(client, experiment_id: str, run_id: str | None):
 
 def metric_mode(metric: str, search) -> str:
     """min or max: the search's own mode for its metric, else the direction the metric is known to go."""
-    from pipelines.run_tags import TAG_METRIC, TAG_MODE
+    from pipelines.tracking.tags import TAG_METRIC, TAG_MODE
     from trainables.objectives import METRIC_DIRECTIONS
 
     if search.data.tags.get(TAG_METRIC) == metric:
@@ -68,7 +68,7 @@ def metric_mode(metric: str, search) -> str:
 
 def _value_at_best_step(client, run, metric: str) -> float | None:
     """The metric where the trial's logged (best) checkpoint was taken."""
-    from pipelines.run_tags import TAG_BEST_STEP
+    from pipelines.tracking.tags import TAG_BEST_STEP
 
     step = int(run.data.tags[TAG_BEST_STEP])
     values = [m.value for m in client.get_metric_history(run.info.run_id, metric) if m.step == step]
@@ -77,7 +77,7 @@ def _value_at_best_step(client, run, metric: str) -> float | None:
 
 def best_trial(client, search, metric: str, mode: str):
     """The search's trial with a logged checkpoint that scores best on ``metric``; (run, value)."""
-    from pipelines.run_tags import TAG_BEST_STEP, TAG_PARENT
+    from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT
 
     children = client.search_runs(
         [search.info.experiment_id], f"tags.`{TAG_PARENT}` = '{search.info.run_id}'", max_results=5000
@@ -108,9 +108,9 @@ def floor_failures(client, search, trial) -> list[str]:
 
 def _ensure_model(client, run) -> str:
     """The trial's pyfunc model URI, logging the model from its checkpoint when the search did not."""
-    from pipelines.model_source import record_from_run
-    from pipelines.pyfunc_model import MODEL_ARTIFACT_PATH, log_generator_model
-    from pipelines.run_tags import TAG_MODEL
+    from pipelines.registry.model_source import record_from_run
+    from pipelines.registry.pyfunc_model import MODEL_ARTIFACT_PATH, log_generator_model
+    from pipelines.tracking.tags import TAG_MODEL
 
     if TAG_MODEL not in run.data.tags:
         with tempfile.TemporaryDirectory() as scratch:
@@ -161,8 +161,8 @@ def decide(candidate_value: float, candidate_evaluator: str, metric: str, mode: 
 
 
 def run(args) -> int:
-    from pipelines.model_source import mlflow_failure, tracking_client
-    from pipelines.run_tags import TAG_DATASET, TAG_METRIC, TAG_TRIAL_ID, lineage_tags
+    from pipelines.registry.model_source import mlflow_failure, tracking_client
+    from pipelines.tracking.tags import TAG_DATASET, TAG_METRIC, TAG_TRIAL_ID, lineage_tags
 
     client = tracking_client(args.tracking_uri)
     try:

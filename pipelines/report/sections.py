@@ -9,11 +9,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pipelines import report_figures as figures
-from pipelines.report_html import Section
-from pipelines.report_stats import progress_curves, ranked, saved_seconds, status_rows
-from pipelines.report_store import SearchRecord, TrialRecord, download_samples
-from pipelines.report_study import Importances, typed_values
+from pipelines.report import figures
+from pipelines.report.page import Section
+from pipelines.report.stats import progress_curves, ranked, saved_seconds, status_rows
+from pipelines.report.store import SearchRecord, TrialRecord, download_samples
+from pipelines.report.study import Importances, typed_values
 from trainables.config import ConfigError
 
 TOP_TRIALS = 5

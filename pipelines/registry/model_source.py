@@ -13,12 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.export_folder import GeneratorRecord, record_from_checkpoint
-from pipelines.pyfunc_model import EXPORT_ARTIFACT
-from pipelines.run_tags import CHECKPOINT_ARTIFACTS, CHECKPOINT_FILE, TAG_BEST_RUN, lineage_tags
-from pipelines.tracking_target import TRACKING_ENV
+from pipelines.registry.export_writer import GeneratorRecord, record_from_checkpoint
+from pipelines.registry.pyfunc_model import EXPORT_ARTIFACT
+from pipelines.tracking.tags import CHECKPOINT_ARTIFACTS, CHECKPOINT_FILE, TAG_BEST_RUN, lineage_tags
+from pipelines.tracking.target import TRACKING_ENV
 from trainables.config import ConfigError, config_from_dict
-from trainables.exported import ExportError, load_weights, read_export_config
+from trainables.export_reader import ExportError, load_weights, read_export_config
 
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 

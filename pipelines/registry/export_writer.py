@@ -22,7 +22,7 @@ import torch
 from trainables.checkpoint import load_checkpoint
 from trainables.config import ConfigError, TrainConfig, config_from_dict
 from trainables.data import DATASET_SPECS, MIXTURES
-from trainables.exported import (
+from trainables.export_reader import (
     CARD_FILE,
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -133,7 +133,7 @@ def _model_card(record: GeneratorRecord) -> str:
         "",
         "## Use",
         "```python",
-        "from trainables.exported import load_exported  # torch only",
+        "from trainables.export_reader import load_exported  # torch only",
         "generator = load_exported('THIS_FOLDER')",
         "samples = generator.generate(64, seed=0)  # values in [-1, 1] for images",
         "```",

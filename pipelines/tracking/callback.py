@@ -23,9 +23,9 @@ import yaml
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from pipelines.search_folder import SearchFolder
-from pipelines.search_report import outcome
-from pipelines.run_tags import (
+from pipelines.search.folder import SearchFolder
+from pipelines.search.progress import outcome
+from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS,
     CHECKPOINT_FILE,
     PARENT_RUN_FILE,
@@ -46,13 +46,13 @@ from pipelines.run_tags import (
     TAG_TRIAL_ID,
     lineage_tags,
 )
-from pipelines.tracking_target import TrackingTarget
+from pipelines.tracking.target import TrackingTarget
 from trainables.objectives import is_better
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 NOT_METRICS = set(AUTO_RESULT_KEYS) | {"step", "trial_id", "done", "should_checkpoint"}
 
-# The status tag of each way a trial ends (as ``pipelines.search_report.outcome`` reads it), and
+# The status tag of each way a trial ends (as ``pipelines.search.progress.outcome`` reads it), and
 # the MLflow status its run ends with.
 # The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
 # this value opens the model-training view (runs table and metric charts).
@@ -313,8 +313,8 @@ class MlflowTracking(tune.Callback):
         return best
 
     def _log_best_model(self, best) -> None:
-        from pipelines.export_folder import record_from_checkpoint
-        from pipelines.pyfunc_model import log_generator_model
+        from pipelines.registry.export_writer import record_from_checkpoint
+        from pipelines.registry.pyfunc_model import log_generator_model
 
         with tempfile.TemporaryDirectory() as scratch:
             path = self.client.download_artifacts(best.info.run_id, f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}", scratch)

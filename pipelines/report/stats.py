@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Sequence
 
-from pipelines.report_store import TrialRecord
+from pipelines.report.store import TrialRecord
 from trainables.objectives import is_better
 
 STATUS_ORDER = ("completed", "early_stopped", "diverged", "errored")
