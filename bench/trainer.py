@@ -16,10 +16,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from trainables.config import config_from_dict
-from trainables.data import load_dataset
+from trainables.datasets import load_dataset
 from trainables.losses import build_loss, gradient_penalty
 from trainables.models import build_discriminator, build_generator
-from trainables.trainer import Trainer, build_optimizer
+from trainables.optimizers import build_optimizer
+from trainables.trainer import Trainer
 
 VARIANTS = {
     "gan": {"loss": "gan"},

@@ -1,7 +1,8 @@
-"""The ``gantune`` command: one subcommand per pipeline module.
+"""The ``gantune`` command: one subcommand per module of ``pipelines.commands``.
 
-Each command module exposes ``register(subparsers)``; heavy libraries are imported inside the
-commands so that ``gantune --help`` and config errors answer at once.
+Each command module exposes ``register(subparsers)`` and a ``run(args)`` that returns the exit
+code; heavy libraries (torch, Ray, MLflow) are imported inside ``run`` so that ``gantune --help``
+answers at once. A ``UsageError`` from any command is printed as one line and exits with 2.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from trainables.config import ConfigError
+from trainables.errors import UsageError
 
 COMMAND_MODULES = (
     "pipelines.commands.train",
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except UsageError as err:
         print(f"gantune {args.command}: {err}", file=sys.stderr)
         return 2
 

@@ -15,15 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-from trainables.config import (
-    ARCH_NAMES,
-    KEYS,
-    LOSS_NAMES,
-    LOSS_SPECIFIC_KEYS,
-    OPTIMIZER_SPECIFIC_KEYS,
-    POINT_DATASETS,
-    TrainConfig,
-)
+from trainables.config import KEYS, applies
+from trainables.datasets import DATASETS
+from trainables.losses import LOSSES
+from trainables.models import ARCHITECTURES
 
 Scalar = Union[bool, int, float, str, None]
 
@@ -64,9 +59,9 @@ Param = Union[Pinned, Choice, Range]
 # knobs; it searched them for all the losses here with no per-loss narrowing, which is what a
 # search over the loss needs.
 FULL_SPACE: dict[str, Param] = {
-    "loss": Choice(LOSS_NAMES),
+    "loss": Choice(tuple(LOSSES)),
     "conditional": Choice((False, True)),
-    "arch": Choice(ARCH_NAMES),
+    "arch": Choice(tuple(ARCHITECTURES)),
     # Lucic et al.: n_disc in {1, ..., 5}.
     "d_steps": Range(1, 5, integer=True),
     # Lucic et al. (and every paper above) take one generator step per training step and express
@@ -97,27 +92,14 @@ FULL_SPACE: dict[str, Param] = {
 # Sampled first, because whether the others apply depends on them.
 _DECIDING_KEYS = ("loss", "optimizer")
 
-# The optimizer each loss trains with when none is chosen (WGAN's paper uses RMSprop).
-_DEFAULT_OPTIMIZER = {loss: ("rmsprop" if loss == "wgan" else "adam") for loss in LOSS_NAMES}
-
 
 def full_space(dataset: str) -> dict[str, Param]:
-    """``FULL_SPACE`` for one dataset: 2-D mixtures have no convolutional architecture."""
+    """``FULL_SPACE`` for one dataset: only the architectures that take its kind of samples."""
     space = dict(FULL_SPACE)
-    if dataset in POINT_DATASETS:
-        space["arch"] = Pinned("mlp")
+    if not DATASETS[dataset].is_image:
+        usable = tuple(name for name, spec in ARCHITECTURES.items() if not spec.images_only)
+        space["arch"] = Pinned(usable[0]) if len(usable) == 1 else Choice(usable)
     return space
-
-
-def applies(key: str, chosen: Mapping[str, Any]) -> bool:
-    """Whether ``key`` has an effect given the loss and optimizer a trial has chosen."""
-    loss = chosen.get("loss", TrainConfig.loss)
-    if key in LOSS_SPECIFIC_KEYS:
-        return loss in LOSS_SPECIFIC_KEYS[key]
-    if key in OPTIMIZER_SPECIFIC_KEYS:
-        optimizer = chosen.get("optimizer") or _DEFAULT_OPTIMIZER[loss]
-        return optimizer in OPTIMIZER_SPECIFIC_KEYS[key]
-    return True
 
 
 class DefineByRun:

@@ -1,7 +1,9 @@
 """Files that appear whole or not at all: write beside the target, flush to disk, rename over it.
 
-Checkpoints, evaluator caches, metrics and pictures are read by other processes (Tune, MLflow
-callbacks, a resumed run) while training goes on; a crash mid-write must never leave half a file.
+Checkpoints, evaluator caches, search records and final metrics are read by other processes
+(Tune, MLflow callbacks, a resumed run) while training goes on; a crash mid-write must never leave
+half a file. (Sample pictures taken during training are not: a torn one is redrawn at the next
+evaluation, and the checkpoint beside it is what a resume reads.)
 """
 
 from __future__ import annotations

@@ -12,9 +12,13 @@ from typing import Any
 import torch
 
 from trainables.atomic import write_atomically
-from trainables.config import ConfigError
+from trainables.errors import UsageError
 
 CHECKPOINT_FORMAT = 1
+# The files of one evaluation's checkpoint folder, as every report destination writes them (Tune's
+# checkpoint directories, the MLflow artifacts logged from them, ``gantune train``'s run folder).
+CHECKPOINT_FILE = "checkpoint.pt"
+SAMPLES_FILE = "samples.png"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -25,11 +29,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"checkpoint: {str(path)!r} is not a file; give the path of a checkpoint.pt")
+        raise UsageError(f"checkpoint: {str(path)!r} is not a file; give the path of a checkpoint.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ConfigError(f"checkpoint: {str(path)!r} is not a gantune checkpoint ({type(err).__name__})") from None
+        raise UsageError(f"checkpoint: {str(path)!r} is not a gantune checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"checkpoint: {str(path)!r} is not a gantune checkpoint of format {CHECKPOINT_FORMAT}")
+        raise UsageError(f"checkpoint: {str(path)!r} is not a gantune checkpoint of format {CHECKPOINT_FORMAT}")
     return state

@@ -1,10 +1,13 @@
 """The trainer's configuration: one typed record, loaded from YAML and ``key=value`` overrides.
 
 Every key name here is shared with search spaces, presets, MLflow params and exports, so a
-config can travel between them unchanged. Options that belong to one loss (``clip`` for
-``wgan``, ``gp_weight`` for ``wgan-gp``, ``minimax`` and ``label_smoothing`` for ``gan``) and
-to one optimizer (``beta1``/``beta2`` for Adam) default to ``None``: they are filled in for
-the variant that uses them and must stay unset for every other, so a search never records a
+config can travel between them unchanged. A variant is a point on independent axes, each
+described once by its own specs: the loss (``trainables.losses.LOSSES``), the architecture
+(``trainables.models.ARCHITECTURES``), the optimizer (``trainables.optimizers.OPTIMIZERS``) and
+the dataset (``trainables.datasets.DATASETS``); conditioning and the D:G ratio are plain keys.
+This module only reads the specs: which names exist, which keys belong to one loss or one
+optimizer (``clip`` to ``wgan``, ``beta1`` to Adam ...), and the defaults each fills in. Such keys
+default to ``None`` and must stay unset for every other variant, so a search never records a
 hyperparameter that had no effect.
 """
 
@@ -18,24 +21,27 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-LOSS_NAMES = ("gan", "lsgan", "hinge", "wgan", "wgan-gp")
-DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10", "ring8", "grid25")
-POINT_DATASETS = ("ring8", "grid25")
-ARCH_NAMES = ("mlp", "dcgan")
-OPTIMIZER_NAMES = ("adam", "rmsprop")
+from trainables.datasets import DATASETS
+from trainables.errors import ConfigError
+from trainables.losses import LOSSES
+from trainables.models import ARCHITECTURES
+from trainables.optimizers import OPTIMIZERS
 
-# Keys that only apply to some losses, and the losses they apply to.
-LOSS_SPECIFIC_KEYS = {
-    "minimax": ("gan",),
-    "label_smoothing": ("gan",),
-    "clip": ("wgan",),
-    "gp_weight": ("wgan-gp",),
-}
-OPTIMIZER_SPECIFIC_KEYS = {"beta1": ("adam",), "beta2": ("adam",)}
+# Defaults of the shared keys that a loss may change (see ``LossSpec.defaults``).
+BASE_DEFAULTS = {"optimizer": "adam", "d_steps": 1}
 
 
-class ConfigError(ValueError):
-    """A config problem, phrased as one line that names the key and says how to fix it."""
+def _owners(specs: Mapping[str, Any], keys_of) -> dict[str, tuple[str, ...]]:
+    """Each key that only some specs of an axis read -> the names of those specs."""
+    owners: dict[str, tuple[str, ...]] = {}
+    for name, spec in specs.items():
+        for key in keys_of(spec):
+            owners[key] = owners.get(key, ()) + (name,)
+    return owners
+
+
+LOSS_KEYS = _owners(LOSSES, lambda spec: spec.own_keys)
+OPTIMIZER_KEYS = _owners(OPTIMIZERS, lambda spec: spec.options)
 
 
 @dataclass(frozen=True)
@@ -73,22 +79,23 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         return config_from_dict({**self.to_dict(), **changes})
 
-    @property
-    def uses_gradient_penalty(self) -> bool:
-        return bool(self.gp_weight)
-
 
 KEYS = tuple(f.name for f in fields(TrainConfig))
 _TYPES = {f.name: f.type for f in fields(TrainConfig)}
 
-# Defaults that depend on the variant: the values the GAN literature uses for it.
-_VARIANT_DEFAULTS = {
-    "gan": {"minimax": False, "label_smoothing": 0.0},
-    "wgan": {"clip": 0.01, "optimizer": "rmsprop", "d_steps": 5},
-    "wgan-gp": {"gp_weight": 10.0, "d_steps": 5},
-}
-_ARCH_WIDTH = {"dcgan": 64, "mlp": 256}
-_ADAM_BETAS = {"beta1": 0.5, "beta2": 0.999}
+
+def default_optimizer(loss: str) -> str:
+    return LOSSES[loss].defaults.get("optimizer", BASE_DEFAULTS["optimizer"])
+
+
+def applies(key: str, chosen: Mapping[str, Any]) -> bool:
+    """Whether ``key`` has an effect given the loss and optimizer chosen so far (defaults otherwise)."""
+    loss = chosen.get("loss") or TrainConfig.loss
+    if key in LOSS_KEYS:
+        return loss in LOSS_KEYS[key]
+    if key in OPTIMIZER_KEYS:
+        return (chosen.get("optimizer") or default_optimizer(loss)) in OPTIMIZER_KEYS[key]
+    return True
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -127,32 +134,25 @@ def _check_choice(key: str, value: str | None, choices: Sequence[str]) -> None:
         raise ConfigError(f"config: unknown {key} {value!r}; choose one of {', '.join(choices)}")
 
 
-def _check_applies(raw: Mapping[str, Any], specific: Mapping[str, Sequence[str]], axis: str, chosen: str) -> None:
-    for key, owners in specific.items():
+def _check_applies(raw: Mapping[str, Any], owners_of: Mapping[str, Sequence[str]], axis: str, chosen: str) -> None:
+    for key, owners in owners_of.items():
         if raw.get(key) is not None and chosen not in owners:
             raise ConfigError(
                 f"config: {key} does not apply to {axis} {chosen!r} (only to {', '.join(owners)}); remove it"
             )
 
 
-_RANGES = {
-    "lr_g": (lambda v: v > 0, "must be > 0"),
-    "lr_d": (lambda v: v > 0, "must be > 0"),
-    "clip": (lambda v: v > 0, "must be > 0"),
-    "gp_weight": (lambda v: v >= 0, "must be >= 0"),
-    "label_smoothing": (lambda v: 0 <= v < 0.5, "must be in [0, 0.5)"),
-    "beta1": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "beta2": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "d_steps": (lambda v: v >= 1, "must be >= 1"),
-    "g_steps": (lambda v: v >= 1, "must be >= 1"),
-    "batch_size": (lambda v: v >= 2, "must be >= 2"),
-    "latent_dim": (lambda v: v >= 1, "must be >= 1"),
-    "width": (lambda v: v >= 4, "must be >= 4"),
-    "steps": (lambda v: v >= 1, "must be >= 1"),
-    "eval_every": (lambda v: v >= 1, "must be >= 1"),
-    "eval_samples": (lambda v: v >= 100, "must be >= 100"),
-    "seed": (lambda v: v >= 0, "must be >= 0"),
-}
+# Each rule of a value's range, once, with the keys it bounds.
+_RANGES = (
+    (lambda v: v > 0, "must be > 0", ("lr_g", "lr_d", "clip")),
+    (lambda v: v >= 0, "must be >= 0", ("gp_weight", "seed")),
+    (lambda v: v >= 1, "must be >= 1", ("d_steps", "g_steps", "latent_dim", "steps", "eval_every")),
+    (lambda v: 0 <= v < 1, "must be in [0, 1)", ("beta1", "beta2")),
+    (lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", ("label_smoothing",)),
+    (lambda v: v >= 2, "must be >= 2", ("batch_size",)),
+    (lambda v: v >= 4, "must be >= 4", ("width",)),
+    (lambda v: v >= 100, "must be >= 100", ("eval_samples",)),
+)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
@@ -161,26 +161,27 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     if unknown:
         raise ConfigError(f"config: unknown key {unknown[0]!r}; known keys are {', '.join(KEYS)}")
     values = {key: _coerce(key, value) for key, value in raw.items()}
-    for key, (ok, rule) in _RANGES.items():
-        if values.get(key) is not None and not ok(values[key]):
-            raise ConfigError(f"config: {key} {rule}, got {values[key]!r}")
+    for ok, rule, keys in _RANGES:
+        for key in keys:
+            if values.get(key) is not None and not ok(values[key]):
+                raise ConfigError(f"config: {key} {rule}, got {values[key]!r}")
 
     loss = values.get("loss", TrainConfig.loss)
-    _check_choice("loss", loss, LOSS_NAMES)
-    _check_choice("dataset", values.get("dataset"), DATASET_NAMES)
-    _check_choice("arch", values.get("arch"), ARCH_NAMES)
-    _check_choice("optimizer", values.get("optimizer"), OPTIMIZER_NAMES)
-    _check_applies(values, LOSS_SPECIFIC_KEYS, "loss", loss)
+    _check_choice("loss", loss, tuple(LOSSES))
+    _check_choice("dataset", values.get("dataset"), tuple(DATASETS))
+    _check_choice("arch", values.get("arch"), tuple(ARCHITECTURES))
+    _check_choice("optimizer", values.get("optimizer"), tuple(OPTIMIZERS))
+    _check_applies(values, LOSS_KEYS, "loss", loss)
 
-    _fill_defaults(values, _VARIANT_DEFAULTS.get(loss, {}))
-    _fill_defaults(values, {"optimizer": "adam", "d_steps": 1})
-    _check_applies(values, OPTIMIZER_SPECIFIC_KEYS, "optimizer", values["optimizer"])
-    if values["optimizer"] == "adam":
-        _fill_defaults(values, _ADAM_BETAS)
+    _fill_defaults(values, {**LOSSES[loss].own_keys, **BASE_DEFAULTS, **LOSSES[loss].defaults})
+    _check_applies(values, OPTIMIZER_KEYS, "optimizer", values["optimizer"])
+    _fill_defaults(values, OPTIMIZERS[values["optimizer"]].options)
     arch = values.get("arch", TrainConfig.arch)
-    if arch == "dcgan" and values.get("dataset", TrainConfig.dataset) in POINT_DATASETS:
-        raise ConfigError("config: arch 'dcgan' needs an image dataset; use arch mlp for ring8 and grid25")
-    _fill_defaults(values, {"width": _ARCH_WIDTH[arch]})
+    dataset = values.get("dataset", TrainConfig.dataset)
+    if ARCHITECTURES[arch].images_only and not DATASETS[dataset].is_image:
+        points = ", ".join(name for name, spec in ARCHITECTURES.items() if not spec.images_only)
+        raise ConfigError(f"config: arch {arch!r} needs an image dataset; use arch {points} for {dataset}")
+    _fill_defaults(values, {"width": ARCHITECTURES[arch].default_width})
     _check_device(values.get("device", TrainConfig.device))
     return TrainConfig(**values)
 

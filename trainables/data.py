@@ -1,4 +1,4 @@
-"""Training data held as whole tensors on the training device.
+"""Training data held as whole tensors on the training device, and the loaders that make it.
 
 GAN steps are tiny, so a DataLoader with workers costs more than the step itself: the whole
 training set lives on the device and batches are drawn by index there. Images are scaled to
@@ -11,14 +11,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from trainables.config import ConfigError
+from trainables.errors import UsageError
+
+if TYPE_CHECKING:
+    from trainables.datasets import DatasetSpec
 
 DATA_ROOT_ENV = "GANTUNE_DATA_ROOT"
-
-_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 # The mode-collapse benchmarks of the GAN literature (Metz et al. 2017, Srivastava et al. 2017):
 # 8 Gaussians on a circle of radius 2 with std 0.02, and a 5x5 grid at spacing 2 with std 0.05.
@@ -56,32 +58,19 @@ def grid25() -> Mixture:
     return Mixture(centers, GRID25_STD)
 
 
-MIXTURES = {"ring8": ring8, "grid25": grid25}
-
-
 @dataclass
 class DataBundle:
     """A dataset as tensors: ``train_x``/``test_x`` are float32, ``*_y`` are class or mode indices."""
 
-    name: str
+    spec: "DatasetSpec"
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
-    num_classes: int
-    mixture: Mixture | None = None
-
-    @property
-    def is_image(self) -> bool:
-        return self.mixture is None
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_x.shape[1:])
 
     def to(self, device: torch.device) -> "DataBundle":
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
-        return DataBundle(self.name, num_classes=self.num_classes, mixture=self.mixture, **moved)
+        return DataBundle(self.spec, **moved)
 
     def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch drawn with replacement on the data's device, with no host sync."""
@@ -94,15 +83,15 @@ def resolve_data_root(data_root: str | None) -> Path:
     return Path(data_root or os.environ.get(DATA_ROOT_ENV) or "data")
 
 
-def _torchvision_split(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _torchvision_split(spec: "DatasetSpec", root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision import datasets
 
-    cls = getattr(datasets, _TORCHVISION[name])
+    cls = getattr(datasets, spec.torchvision)
     try:
         dataset = cls(str(root), train=train, download=True)
     except (OSError, RuntimeError) as err:
-        raise ConfigError(
-            f"data: {name} is not under {str(root)!r} and could not be downloaded ({type(err).__name__}); "
+        raise UsageError(
+            f"data: {spec.name} is not under {str(root)!r} and could not be downloaded ({type(err).__name__}); "
             f"put torchvision's files there or set data_root / ${DATA_ROOT_ENV}"
         ) from None
     pixels = torch.as_tensor(dataset.data)
@@ -114,34 +103,20 @@ def _torchvision_split(name: str, root: Path, train: bool) -> tuple[torch.Tensor
     return images, torch.as_tensor(dataset.targets, dtype=torch.long)
 
 
-def load_images(name: str, data_root: str | None) -> DataBundle:
+def load_images(spec: "DatasetSpec", data_root: str | None) -> DataBundle:
+    """A torchvision dataset's train and test splits, downloaded into the data root when missing."""
     root = resolve_data_root(data_root)
-    train_x, train_y = _torchvision_split(name, root, train=True)
-    test_x, test_y = _torchvision_split(name, root, train=False)
-    return DataBundle(name, train_x, train_y, test_x, test_y, num_classes=10)
+    return DataBundle(spec, *_torchvision_split(spec, root, train=True), *_torchvision_split(spec, root, train=False))
 
 
-def load_mixture(name: str, seed: int = 0) -> DataBundle:
-    mixture = MIXTURES[name]()
+def load_mixture(spec: "DatasetSpec", seed: int = 0) -> DataBundle:
+    """Fixed train and test draws from the spec's mixture: every run of a 2-D dataset sees the same data."""
     generator = torch.Generator().manual_seed(seed)
-    train_x, train_y = mixture.sample(MIXTURE_TRAIN_SIZE, generator)
-    test_x, test_y = mixture.sample(MIXTURE_TEST_SIZE, generator)
-    return DataBundle(name, train_x, train_y, test_x, test_y, mixture.num_modes, mixture)
+    train_x, train_y = spec.mixture.sample(MIXTURE_TRAIN_SIZE, generator)
+    test_x, test_y = spec.mixture.sample(MIXTURE_TEST_SIZE, generator)
+    return DataBundle(spec, train_x, train_y, test_x, test_y)
 
 
-def load_dataset(name: str, data_root: str | None = None) -> DataBundle:
-    """Load a dataset by its config name onto the CPU; move it with ``DataBundle.to``."""
-    if name in MIXTURES:
-        return load_mixture(name)
-    return load_images(name, data_root)
-
-
-# Sample shape and class count of each dataset, known without loading it (for building models
-# from a checkpoint or an export).
-DATASET_SPECS = {
-    "mnist": ((1, 28, 28), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "ring8": ((2,), 8),
-    "grid25": ((2,), 25),
-}
+def balanced_labels(n: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``0, 1, ..., num_classes - 1, 0, 1, ...``: the labels a conditional generator is scored and pictured with."""
+    return torch.arange(n, device=device) % num_classes

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trainables.errors import UsageError
+
 EXPORT_FORMAT = 1
 PROGRAM_FILE = "generator.pt2"
 WEIGHTS_FILE = "generator.safetensors"
@@ -26,7 +28,7 @@ CARD_FILE = "model_card.md"
 REQUIRED_FILES = (PROGRAM_FILE, WEIGHTS_FILE, CONFIG_FILE)
 
 
-class ExportError(ValueError):
+class ExportError(UsageError):
     """An export folder that is missing or unreadable, said in one line."""
 
 
@@ -62,13 +64,17 @@ def read_export_config(folder: str | Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise ExportError(f"export: {str(folder)!r} lacks {', '.join(missing)}; export the generator again")
-    try:
-        raw = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as err:
-        raise ExportError(f"export: {str(folder / CONFIG_FILE)!r} is not readable JSON ({err})") from None
+    raw = _read_json(folder / CONFIG_FILE)
     if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
         raise ExportError(f"export: {str(folder)!r} is not a gantune export of format {EXPORT_FORMAT}")
     return raw
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ExportError(f"export: {str(path)!r} is not readable JSON ({err})") from None
 
 
 class ExportedGenerator:

@@ -1,21 +1,25 @@
-"""GAN losses as small pure functions of the discriminator's outputs.
+"""The loss axis: each GAN loss as a spec, built from small pure functions of D's outputs.
 
 A loss is a pair: the discriminator (critic) loss of real and fake logits, and the generator
-loss of fake logits. Regularisers that act on the critic itself (the gradient penalty of
-WGAN-GP, the weight clipping of WGAN) live here too, as separate functions the trainer
-composes by config; no loss knows about architectures or about other losses.
+loss of fake logits. A ``LossSpec`` adds what else the loss decides: the config keys that only
+it reads (``minimax`` for ``gan``, ``clip`` for ``wgan`` ...) with their defaults, the defaults it
+changes for shared keys (WGAN's RMSprop and five critic steps), and the regulariser that keeps
+its critic Lipschitz. Config validation, the search space and the trainer all read ``LOSSES``;
+adding a loss is one entry there.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.config import TrainConfig
+if TYPE_CHECKING:
+    from trainables.config import TrainConfig
 
 
 class LossPair(NamedTuple):
@@ -60,25 +64,6 @@ def wasserstein_critic(real: Tensor, fake: Tensor) -> Tensor:
     return fake.mean() - real.mean()
 
 
-LOSSES = {
-    "gan": LossPair(gan_discriminator, gan_generator_nonsaturating),
-    "lsgan": LossPair(lsgan_discriminator, lsgan_generator),
-    "hinge": LossPair(hinge_discriminator, hinge_generator),
-    "wgan": LossPair(wasserstein_critic, hinge_generator),
-    "wgan-gp": LossPair(wasserstein_critic, hinge_generator),
-}
-
-
-def build_loss(config: TrainConfig) -> LossPair:
-    """The loss pair of a config, with the ``gan`` options (minimax, label smoothing) applied."""
-    pair = LOSSES[config.loss]
-    if config.minimax:
-        pair = pair._replace(generator=gan_generator_minimax)
-    if config.label_smoothing:
-        pair = pair._replace(discriminator=partial(gan_discriminator, real_target=1.0 - config.label_smoothing))
-    return pair
-
-
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake samples.
 
@@ -97,3 +82,70 @@ def clip_weights_(critic: nn.Module, clip: float) -> None:
     """WGAN's Lipschitz constraint: every critic parameter clamped to [-clip, clip] in place."""
     for parameter in critic.parameters():
         parameter.clamp_(-clip, clip)
+
+
+@dataclass(frozen=True)
+class CriticRegulariser:
+    """What keeps a Wasserstein critic 1-Lipschitz, at a strength read from the config key ``key``.
+
+    A ``penalty`` (critic, real, fake, labels) -> Tensor is added to the critic's loss times the
+    strength; a ``constraint`` (critic, strength) is applied after each critic step. A penalty is
+    computed per sample, which batch norm in the critic would break, so D drops batch norm under one.
+    """
+
+    key: str
+    default: float
+    penalty: Callable[..., Tensor] | None = None
+    constraint: Callable[[nn.Module, float], None] | None = None
+
+
+GRADIENT_PENALTY = CriticRegulariser("gp_weight", 10.0, penalty=gradient_penalty)  # Gulrajani et al. 2017
+WEIGHT_CLIPPING = CriticRegulariser("clip", 0.01, constraint=clip_weights_)  # Arjovsky et al. 2017
+
+
+def _gan_options(pair: LossPair, config: "TrainConfig") -> LossPair:
+    """The ``gan`` loss's options: the minimax generator, and one-sided label smoothing."""
+    if config.minimax:
+        pair = pair._replace(generator=gan_generator_minimax)
+    if config.label_smoothing:
+        pair = pair._replace(discriminator=partial(gan_discriminator, real_target=1.0 - config.label_smoothing))
+    return pair
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss: its pair, the keys only it reads (with defaults), and its critic regulariser."""
+
+    discriminator: Callable[[Tensor, Tensor], Tensor]
+    generator: Callable[[Tensor], Tensor]
+    options: Mapping[str, Any] = field(default_factory=dict)  # keys only this loss reads -> default
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # shared keys it trains with by default
+    regulariser: CriticRegulariser | None = None
+    configure: Callable[[LossPair, "TrainConfig"], LossPair] | None = None  # applies ``options``
+
+    @property
+    def own_keys(self) -> dict[str, Any]:
+        """Every key that applies to this loss alone, with its default (the regulariser's strength too)."""
+        strength = {self.regulariser.key: self.regulariser.default} if self.regulariser else {}
+        return {**self.options, **strength}
+
+
+LOSSES = {
+    # Goodfellow et al. 2014; the non-saturating generator unless ``minimax``.
+    "gan": LossSpec(gan_discriminator, gan_generator_nonsaturating,
+                    options={"minimax": False, "label_smoothing": 0.0}, configure=_gan_options),
+    "lsgan": LossSpec(lsgan_discriminator, lsgan_generator),  # Mao et al. 2017
+    "hinge": LossSpec(hinge_discriminator, hinge_generator),  # Lim & Ye 2017, Miyato et al. 2018
+    # Arjovsky et al. 2017: RMSprop and five critic steps per generator step.
+    "wgan": LossSpec(wasserstein_critic, hinge_generator, defaults={"optimizer": "rmsprop", "d_steps": 5},
+                     regulariser=WEIGHT_CLIPPING),
+    # Gulrajani et al. 2017: Adam and five critic steps.
+    "wgan-gp": LossSpec(wasserstein_critic, hinge_generator, defaults={"d_steps": 5}, regulariser=GRADIENT_PENALTY),
+}
+
+
+def build_loss(config: "TrainConfig") -> LossPair:
+    """The loss pair of a config, with the loss's options applied."""
+    spec = LOSSES[config.loss]
+    pair = LossPair(spec.discriminator, spec.generator)
+    return spec.configure(pair, config) if spec.configure else pair

@@ -1,7 +1,8 @@
-"""Generator and discriminator networks, composed from an architecture body and conditioning.
+"""The architecture axis: generator and discriminator networks from an architecture body and conditioning.
 
 An architecture contributes only a body: for G, a map from an input vector to a sample; for D,
-a feature extractor. Conditioning (label embedding into G's input, a projection head in D,
+a feature extractor. ``ARCHITECTURES`` holds each as a spec (its two bodies, default width, and
+whether it needs images); adding an architecture is one entry there. Conditioning (label embedding into G's input, a projection head in D,
 Miyato & Koyama 2018) and spectral normalisation wrap any body the same way, so every
 architecture supports every loss and both modes without knowing about either.
 """
@@ -9,13 +10,18 @@ architecture supports every loss and both modes without knowing about either.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from trainables.config import TrainConfig
-from trainables.data import DATASET_SPECS
+from trainables.datasets import DATASETS
+from trainables.losses import LOSSES
+
+if TYPE_CHECKING:
+    from trainables.config import TrainConfig
 
 LEAK = 0.2
 
@@ -69,7 +75,7 @@ def mlp_generator_body(in_dim: int, shape: tuple[int, ...], width: int) -> nn.Mo
     return nn.Sequential(*layers)
 
 
-def mlp_discriminator_features(shape: tuple[int, ...], width: int, batch_norm: bool) -> tuple[nn.Module, int]:
+def mlp_discriminator_features(shape: tuple[int, ...], width: int) -> tuple[nn.Module, int]:
     """Three hidden LeakyReLU layers; no normalisation, which toy critics do not need."""
     layers = [nn.Flatten(), *_mlp([math.prod(shape), width, width, width], nn.LeakyReLU(LEAK))]
     return nn.Sequential(*layers), width
@@ -133,30 +139,43 @@ def dcgan_discriminator_features(shape: tuple[int, ...], width: int, batch_norm:
     return features, channels * base * base
 
 
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture: its generator body, its discriminator features, default width, what data it takes."""
+
+    generator_body: Callable[[int, tuple[int, ...], int], nn.Module]  # (in_dim, sample shape, width)
+    # (shape, width, batch_norm): batch_norm says whether the loss and spectral norm allow it
+    discriminator_features: Callable[[tuple[int, ...], int, bool], tuple[nn.Module, int]]
+    default_width: int
+    images_only: bool
+
+
 ARCHITECTURES = {
-    "mlp": (mlp_generator_body, mlp_discriminator_features),
-    "dcgan": (dcgan_generator_body, dcgan_discriminator_features),
+    # Toy critics are never normalised, whatever the loss allows.
+    "mlp": ArchSpec(mlp_generator_body, lambda shape, width, batch_norm: mlp_discriminator_features(shape, width),
+                    default_width=256, images_only=False),
+    "dcgan": ArchSpec(dcgan_generator_body, dcgan_discriminator_features, default_width=64, images_only=True),
 }
 
 
-def _num_classes(config: TrainConfig) -> int | None:
-    return DATASET_SPECS[config.dataset][1] if config.conditional else None
+def _num_classes(config: "TrainConfig") -> int | None:
+    return DATASETS[config.dataset].num_classes if config.conditional else None
 
 
-def build_generator(config: TrainConfig) -> Generator:
-    shape, _ = DATASET_SPECS[config.dataset]
+def build_generator(config: "TrainConfig") -> Generator:
     num_classes = _num_classes(config)
     in_dim = config.latent_dim + (num_classes or 0)
-    body = ARCHITECTURES[config.arch][0](in_dim, shape, config.width)
+    body = ARCHITECTURES[config.arch].generator_body(in_dim, DATASETS[config.dataset].shape, config.width)
     return Generator(body, num_classes)
 
 
-def build_discriminator(config: TrainConfig) -> Discriminator:
+def build_discriminator(config: "TrainConfig") -> Discriminator:
     """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
     (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
-    shape, _ = DATASET_SPECS[config.dataset]
-    batch_norm = not (config.uses_gradient_penalty or config.spectral_norm)
-    features, feature_dim = ARCHITECTURES[config.arch][1](shape, config.width, batch_norm)
+    regulariser = LOSSES[config.loss].regulariser
+    batch_norm = not (config.spectral_norm or (regulariser is not None and regulariser.penalty is not None))
+    build_features = ARCHITECTURES[config.arch].discriminator_features
+    features, feature_dim = build_features(DATASETS[config.dataset].shape, config.width, batch_norm)
     discriminator = Discriminator(features, feature_dim, _num_classes(config))
     if config.spectral_norm:
         for module in list(discriminator.modules()):

@@ -16,7 +16,8 @@ from torch import nn
 
 from trainables import metrics
 from trainables.data import DataBundle, Mixture
-from trainables.evaluator import Evaluator, EvaluatorNet, load_or_train_evaluator, logits_and_features
+from trainables.evaluator_cache import Evaluator, load_or_train_evaluator
+from trainables.evaluator_net import EvaluatorNet, logits_and_features
 
 # Test points that define the real manifold of a 2-D mixture: 200 per grid25 mode is dense enough
 # for k-NN radii, and evaluation cost grows with this times the number of samples.
@@ -148,7 +149,8 @@ class MixtureQuality(Quality):
 def build_quality(data: DataBundle, device: torch.device, cache_dir: str | Path | None = None) -> Quality:
     """The scorer for ``data``: for images, loads (or first trains and caches) the dataset's evaluator
     on ``device`` and extracts the real test set's features once."""
-    if not data.is_image:
-        return MixtureQuality(data.mixture, data.test_x)
-    evaluator = load_or_train_evaluator(data.name, None, device, cache_dir, data=data)
-    return ImageQuality(evaluator, data.test_x, data.num_classes)
+    spec = data.spec
+    if not spec.is_image:
+        return MixtureQuality(spec.mixture, data.test_x)
+    evaluator = load_or_train_evaluator(spec.name, None, device, cache_dir, data=data)
+    return ImageQuality(evaluator, data.test_x, spec.num_classes)

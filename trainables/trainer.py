@@ -2,8 +2,8 @@
 
 A training step is ``d_steps`` critic updates followed by ``g_steps`` generator updates. The
 loss, the critic's regulariser (gradient penalty or weight clipping), the architecture and the
-conditioning are all chosen once, when the trainer is built; the step itself never asks which
-variant it runs.
+conditioning are all chosen once, when the trainer is built, from the axes' specs; the step asks
+only whether a penalty, a constraint or labels are in play, never which loss or network it runs.
 
 The step never synchronises with the device: training signals are summed into a tensor on the
 device and read once per report. On CUDA the whole step is captured in one CUDA graph (the nets
@@ -24,23 +24,22 @@ from torch import Tensor, nn
 
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig, config_from_dict, resolve_device
-from trainables.data import DataBundle, load_dataset
-from trainables.losses import build_loss, clip_weights_, gradient_penalty
+from trainables.data import DataBundle, balanced_labels
+from trainables.datasets import load_dataset
+from trainables.errors import ConfigError
+from trainables.losses import LOSSES, build_loss
 from trainables.models import build_discriminator, build_generator
+from trainables.optimizers import build_optimizer
+from trainables.pictures import picture_size, write_picture
 from trainables.quality import build_quality
-from trainables.sample_grid import write_image_grid, write_scatter
 
 CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
 GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs require
 SAMPLE_CHUNK = 1000
-SCATTER_SAMPLES = 2000
-
-
-def build_optimizer(config: TrainConfig, parameters, lr: float, capturable: bool) -> torch.optim.Optimizer:
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, capturable=capturable)
-    return torch.optim.Adam(parameters, lr=lr, betas=(config.beta1, config.beta2), capturable=capturable)
+# Keys that shape the saved state (weights, normalisation layers, optimizer moments): a resumed
+# run keeps them, since its checkpoint would not fit a trainer built with other values.
+STATE_KEYS = ("dataset", "arch", "width", "latent_dim", "conditional", "spectral_norm", "loss", "optimizer")
 
 
 def _grad_norm(module: nn.Module) -> Tensor:
@@ -59,8 +58,13 @@ class Trainer:
         self.opt_g = build_optimizer(config, self.generator.parameters(), config.lr_g, self.use_graph)
         self.opt_d = build_optimizer(config, self.discriminator.parameters(), config.lr_d, self.use_graph)
         self.loss = build_loss(config)
-        self.critic_penalty = partial(gradient_penalty, self.discriminator) if config.gp_weight else None
-        self.critic_constraint = partial(clip_weights_, self.discriminator, config.clip) if config.clip else None
+        regulariser = LOSSES[config.loss].regulariser
+        strength = getattr(config, regulariser.key) if regulariser else 0.0
+        penalty = regulariser.penalty if regulariser and strength else None
+        constraint = regulariser.constraint if regulariser and strength else None
+        self.critic_penalty = partial(penalty, self.discriminator) if penalty else None
+        self.penalty_weight = strength if penalty else 0.0
+        self.critic_constraint = partial(constraint, self.discriminator, strength) if constraint else None
         self.step = 0
         self.last_report: dict[str, Any] = {}
         self._critic_sums = torch.zeros(len(CRITIC_SIGNALS), device=self.device)
@@ -93,7 +97,7 @@ class Trainer:
         loss = self.loss.discriminator(real_scores, fake_scores)
         penalty = self.critic_penalty(real, fake, labels) if self.critic_penalty else torch.zeros((), device=self.device)
         self.opt_d.zero_grad(set_to_none=True)
-        (loss + (self.config.gp_weight or 0.0) * penalty).backward()
+        (loss + self.penalty_weight * penalty).backward()
         grad_norm = _grad_norm(self.discriminator)
         self.opt_d.step()
         if self.critic_constraint:
@@ -182,9 +186,7 @@ class Trainer:
             yield self.last_report
 
     def _balanced_labels(self, n: int) -> Tensor | None:
-        if not self.config.conditional:
-            return None
-        return torch.arange(n, device=self.device) % self.data.num_classes
+        return balanced_labels(n, self.data.spec.num_classes, self.device) if self.config.conditional else None
 
     # --------------------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -203,13 +205,9 @@ class Trainer:
         return torch.cat(chunks)
 
     def save_samples(self, path: str | Path) -> None:
-        """An 8x8 grid (10 classes x 10 for conditional models), or a scatter for 2-D data."""
-        if not self.data.is_image:
-            write_scatter(path, self.sample(SCATTER_SAMPLES), self.data.mixture.centers)
-            return
-        classes = self.data.num_classes if self.config.conditional else 8
-        labels = self._balanced_labels(classes * classes)
-        write_image_grid(path, self.sample(classes * classes, labels), nrow=classes)
+        """The generator's picture: a grid of images (a row per class if conditional), or a 2-D scatter."""
+        count, rows = picture_size(self.data.spec, self.config.conditional)
+        write_picture(path, self.sample(count, self._balanced_labels(count)), self.data.spec, rows)
 
     # ------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> None:
@@ -234,9 +232,20 @@ class Trainer:
     def from_checkpoint(
         cls, path: str | Path, overrides: Mapping[str, Any] | None = None, data: DataBundle | None = None
     ) -> "Trainer":
-        """Continue a saved run; ``overrides`` may change the schedule or, as PBT does, learning rates and D:G steps."""
+        """Continue a saved run with ``overrides`` applied to its config.
+
+        Any key may change (the schedule, the device, or, as PBT does, learning rates and D:G steps)
+        except the ``STATE_KEYS``, which shape what the checkpoint holds: changing one is a
+        ConfigError that names it.
+        """
         state = load_checkpoint(path)
-        trainer = cls(config_from_dict({**state["config"], **(overrides or {})}), data)
+        saved = state["config"]
+        config = config_from_dict({**saved, **(overrides or {})})
+        for key in STATE_KEYS:
+            if getattr(config, key) != saved[key]:
+                raise ConfigError(f"resume: {key} cannot change on resume (the checkpoint has {saved[key]!r}, asked "
+                                  f"{getattr(config, key)!r}): it shapes the saved weights; start a new run instead")
+        trainer = cls(config, data)
         trainer.generator.load_state_dict(state["generator"])
         trainer.discriminator.load_state_dict(state["discriminator"])
         trainer.opt_g.load_state_dict(state["opt_g"])

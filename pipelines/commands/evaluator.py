@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluator", help="the image classifier behind the fd/is quality metrics")
     actions = parser.add_subparsers(dest="action", required=True)
@@ -17,9 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainables.config import resolve_device
-    from trainables.evaluator import check_image_dataset, load_or_train_evaluator
+    from trainables.datasets import image_dataset
+    from trainables.evaluator_cache import load_or_train_evaluator
 
-    check_image_dataset(args.dataset)
+    image_dataset(args.dataset)
     evaluator = load_or_train_evaluator(args.dataset, args.data_root, resolve_device(args.device), args.cache_dir)
     origin = f"trained in {evaluator.train_seconds:.0f} s" if evaluator.trained_now else "reused from the cache"
     print(f"evaluator {args.dataset}: test accuracy {evaluator.test_accuracy:.2%} ({origin})")

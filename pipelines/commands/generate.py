@@ -9,8 +9,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from pipelines.commands.flags import add_tracking_uri
 from trainables.atomic import write_atomically
-from trainables.config import ConfigError
+from trainables.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -23,7 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("--labels", metavar="L,L,...", help="class labels, repeated to N (conditional generators)")
     parser.add_argument("--seed", default="0", metavar="S", help="noise seed (default 0)")
     parser.add_argument("--out", required=True, metavar="FILE", help="image to write (.png or .jpg)")
-    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI)")
+    add_tracking_uri(parser, "MLflow tracking URI for models:/ (default: $MLFLOW_TRACKING_URI)")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +34,7 @@ def _count(flag: str, text: str, minimum: int) -> int:
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        raise ConfigError(f"{flag} must be an integer >= {minimum}, got {text!r}")
+        raise UsageError(f"{flag} must be an integer >= {minimum}, got {text!r}")
     return value
 
 
@@ -44,41 +45,14 @@ def parse_labels(text: str | None, n: int, spec):
     if text is None:
         return None
     if not spec.conditional:
-        raise ConfigError("--labels: this generator is unconditional; leave --labels out")
+        raise UsageError("--labels: this generator is unconditional; leave --labels out")
     try:
         given = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         given = []
     if not given or any(not 0 <= label < spec.num_classes for label in given):
-        raise ConfigError(f"--labels must be comma-separated integers in 0..{spec.num_classes - 1}, got {text!r}")
+        raise UsageError(f"--labels must be comma-separated integers in 0..{spec.num_classes - 1}, got {text!r}")
     return torch.tensor(given).repeat((n + len(given) - 1) // len(given))[:n]
-
-
-def _load(model: str, tracking_uri: str | None, scratch: str):
-    from trainables.export_reader import ExportError, load_exported
-
-    folder = Path(model)
-    if ":/" in model and not folder.exists():
-        from pipelines.registry.model_source import download_model_export, tracking_client
-
-        folder, _ = download_model_export(tracking_client(tracking_uri), model, scratch)
-    try:
-        return load_exported(folder)
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
-
-
-def write_picture(path: Path, samples, generator) -> None:
-    """A grid of images, or a scatter of 2-D points over the dataset's mode centres."""
-    from pipelines.registry.export_writer import grid_columns
-    from trainables.data import MIXTURES
-    from trainables.sample_grid import write_image_grid, write_scatter
-
-    dataset = generator.info["config"]["dataset"]
-    if dataset in MIXTURES:
-        write_scatter(path, samples, MIXTURES[dataset]().centers)
-    else:
-        write_image_grid(path, samples, nrow=grid_columns(samples.shape[0]))
 
 
 def run(args) -> int:
@@ -86,13 +60,18 @@ def run(args) -> int:
     seed = _count("--seed", args.seed, 0)
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ConfigError(f"--out {args.out!r} must end in {', '.join(IMAGE_SUFFIXES)}")
+        raise UsageError(f"--out {args.out!r} must end in {', '.join(IMAGE_SUFFIXES)}")
     if not out.parent.is_dir():
-        raise ConfigError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
+        raise UsageError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
+    from pipelines.registry.model_source import load_generator
+    from trainables.datasets import DATASETS
+    from trainables.pictures import write_picture
+
     with tempfile.TemporaryDirectory(prefix="gantune-generate-") as scratch:
-        generator = _load(args.model, args.tracking_uri, scratch)
+        generator = load_generator(args.model, args.tracking_uri, scratch)
         labels = parse_labels(args.labels, n, generator.spec)
         samples = generator.generate(n, labels, seed)
-        write_atomically(out, lambda temporary: write_picture(temporary, samples, generator))
+        dataset = DATASETS[generator.info["config"]["dataset"]]
+        write_atomically(out, lambda temporary: write_picture(temporary, samples, dataset))
     print(f"wrote {n} samples of shape {tuple(samples.shape[1:])} to {out}")
     return 0

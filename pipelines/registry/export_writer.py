@@ -9,7 +9,6 @@ nothing half-written.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -20,8 +19,10 @@ from typing import Any
 import torch
 
 from trainables.checkpoint import load_checkpoint
-from trainables.config import ConfigError, TrainConfig, config_from_dict
-from trainables.data import DATASET_SPECS, MIXTURES
+from trainables.config import TrainConfig, config_from_dict
+from trainables.data import balanced_labels
+from trainables.datasets import DATASETS
+from trainables.errors import UsageError
 from trainables.export_reader import (
     CARD_FILE,
     CONFIG_FILE,
@@ -32,9 +33,8 @@ from trainables.export_reader import (
     GeneratorSpec,
 )
 from trainables.models import build_generator
-from trainables.sample_grid import write_image_grid, write_scatter
+from trainables.pictures import picture_size, write_picture
 
-SCATTER_POINTS = 2000
 EXAMPLE_BATCH = 4
 SAMPLE_SEED = 0
 MAX_BATCH = 1 << 20
@@ -51,8 +51,8 @@ class GeneratorRecord:
 
     @property
     def spec(self) -> GeneratorSpec:
-        shape, num_classes = DATASET_SPECS[self.config.dataset]
-        return GeneratorSpec(self.config.latent_dim, self.config.conditional, num_classes, tuple(shape))
+        dataset = DATASETS[self.config.dataset]
+        return GeneratorSpec(self.config.latent_dim, self.config.conditional, dataset.num_classes, dataset.shape)
 
     def build(self) -> torch.nn.Module:
         generator = build_generator(self.config)
@@ -85,23 +85,11 @@ def _export_program(generator: torch.nn.Module, spec: GeneratorSpec, path: Path)
 
 @torch.no_grad()
 def write_samples(path: Path, generator: torch.nn.Module, spec: GeneratorSpec, dataset: str) -> None:
-    """The same picture the trainer draws: a grid of images (a row per class), or a 2-D scatter."""
-    noise_rng = torch.Generator().manual_seed(SAMPLE_SEED)
-    if dataset in MIXTURES:
-        points = generator(torch.randn(SCATTER_POINTS, spec.latent_dim, generator=noise_rng), _labels(SCATTER_POINTS, spec))
-        write_scatter(path, points, MIXTURES[dataset]().centers)
-        return
-    rows = spec.num_classes if spec.conditional else 8
-    z = torch.randn(rows * rows, spec.latent_dim, generator=noise_rng)
-    write_image_grid(path, generator(z, _labels(rows * rows, spec)), nrow=rows)
-
-
-def _labels(n: int, spec: GeneratorSpec) -> torch.Tensor | None:
-    return torch.arange(n) % spec.num_classes if spec.conditional else None
-
-
-def grid_columns(n: int) -> int:
-    return max(1, math.ceil(math.sqrt(n)))
+    """The same picture the trainer draws, from noise of a fixed seed."""
+    count, rows = picture_size(DATASETS[dataset], spec.conditional)
+    z = torch.randn(count, spec.latent_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    labels = balanced_labels(count, spec.num_classes) if spec.conditional else None
+    write_picture(path, generator(z, labels), DATASETS[dataset], rows)
 
 
 def _model_card(record: GeneratorRecord) -> str:
@@ -109,14 +97,14 @@ def _model_card(record: GeneratorRecord) -> str:
     variant = f"{config.loss} loss, {config.arch} architecture" + (", conditional" if config.conditional else "")
     if config.spectral_norm:
         variant += ", spectral norm in D"
-    shape, num_classes = DATASET_SPECS[config.dataset]
+    dataset = DATASETS[config.dataset]
     lines = [
         f"# GAN generator: {config.dataset}",
         "",
         f"**Variant**: {variant}.",
         "",
         "## Data",
-        f"- dataset: `{config.dataset}`, samples of shape {tuple(shape)}, {num_classes} classes/modes",
+        f"- dataset: `{config.dataset}`, samples of shape {dataset.shape}, {dataset.num_classes} classes/modes",
         "",
         "## Hyperparameters",
         "| key | value |",
@@ -163,11 +151,16 @@ def _fill_folder(folder: Path, record: GeneratorRecord) -> None:
     (folder / CARD_FILE).write_text(_model_card(record))
 
 
+def check_export_target(out: Path, overwrite: bool) -> None:
+    """An existing ``out`` is replaced only with ``overwrite``; checked before any work is done."""
+    if out.exists() and not overwrite:
+        raise UsageError(f"export: {str(out)!r} already exists; choose a new --out folder or pass --overwrite")
+
+
 def write_export(record: GeneratorRecord, out: str | Path, overwrite: bool = False) -> Path:
     """Write the export folder at ``out``; an existing folder is replaced only with ``overwrite``."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"export: {str(out)!r} already exists; choose a new --out folder or pass --overwrite")
+    check_export_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     staging.chmod(0o755)

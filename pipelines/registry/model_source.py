@@ -1,13 +1,12 @@
-"""Finding a trained generator in MLflow: by registered model URI or by run id.
+"""Finding a trained generator: a checkpoint file, a run's best checkpoint, a registered model, an export.
 
 ``gantune export`` and ``gantune generate`` accept the same sources, so both resolve them here,
 and every lookup that fails (unknown model, alias, version or run, an unreachable server) ends
-as one ``ConfigError`` line instead of an MLflow traceback.
+as one ``UsageError`` line instead of an MLflow traceback.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -15,37 +14,24 @@ import yaml
 
 from pipelines.registry.export_writer import GeneratorRecord, record_from_checkpoint
 from pipelines.registry.pyfunc_model import EXPORT_ARTIFACT
-from pipelines.tracking.tags import CHECKPOINT_ARTIFACTS, CHECKPOINT_FILE, TAG_BEST_RUN, lineage_tags
-from pipelines.tracking.target import TRACKING_ENV
-from trainables.config import ConfigError, config_from_dict
-from trainables.export_reader import ExportError, load_weights, read_export_config
+from pipelines.tracking.lookup import ask, tracking_client
+from pipelines.tracking.tags import CHECKPOINT_ARTIFACTS, TAG_BEST_RUN, lineage_tags
+from trainables.checkpoint import CHECKPOINT_FILE
+from trainables.config import config_from_dict
+from trainables.errors import UsageError
+from trainables.export_reader import ExportedGenerator, load_exported, load_weights, read_export_config
 
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
-
-
-def tracking_client(tracking_uri: str | None):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri or os.environ.get(TRACKING_ENV) or None)
-
-
-def mlflow_failure(what: str, err: Exception) -> ConfigError:
-    """An MLflow error as one line: its first line, which names what was not found."""
-    first = str(getattr(err, "message", None) or err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConfigError(f"{what}: {first}")
 
 
 def model_version(client, uri: str):
     """The registered version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI names."""
     match = _MODEL_URI.fullmatch(uri)
     if match is None:
-        raise ConfigError(f"--model {uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION")
-    try:
-        if match["alias"]:
-            return client.get_model_version_by_alias(match["name"], match["alias"])
-        return client.get_model_version(match["name"], match["version"])
-    except Exception as err:
-        raise mlflow_failure(f"--model {uri}", err) from None
+        raise UsageError(f"--model {uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION")
+    if match["alias"]:
+        return ask(f"--model {uri}", lambda: client.get_model_version_by_alias(match["name"], match["alias"]))
+    return ask(f"--model {uri}", lambda: client.get_model_version(match["name"], match["version"]))
 
 
 def download_model_export(client, uri: str, scratch: str | Path) -> tuple[Path, dict[str, str]]:
@@ -53,11 +39,9 @@ def download_model_export(client, uri: str, scratch: str | Path) -> tuple[Path, 
     from mlflow.artifacts import download_artifacts
 
     version = model_version(client, uri)
-    try:
-        source = client.get_model_version_download_uri(version.name, version.version)
-        local = Path(download_artifacts(artifact_uri=source, dst_path=str(scratch), tracking_uri=client.tracking_uri))
-    except Exception as err:
-        raise mlflow_failure(f"--model {uri}", err) from None
+    source = ask(f"--model {uri}", lambda: client.get_model_version_download_uri(version.name, version.version))
+    local = Path(ask(f"--model {uri}", lambda: download_artifacts(artifact_uri=source, dst_path=str(scratch),
+                                                                   tracking_uri=client.tracking_uri)))
     flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
     folder = local / flavor["artifacts"][EXPORT_ARTIFACT]["path"]
     lineage = {**version.tags, "model": f"models:/{version.name}/{version.version}"}
@@ -66,21 +50,35 @@ def download_model_export(client, uri: str, scratch: str | Path) -> tuple[Path, 
 
 def record_from_model(client, uri: str, scratch: str | Path) -> GeneratorRecord:
     folder, lineage = download_model_export(client, uri, scratch)
-    try:
-        info = read_export_config(folder)
-        weights = load_weights(folder)
-    except ExportError as err:
-        raise ConfigError(f"--model {uri}: {err}") from None
+    info, weights = read_export_config(folder), load_weights(folder)
     return GeneratorRecord(config_from_dict(info["config"]), weights, info["metrics"], {**info["lineage"], **lineage})
 
 
 def record_from_run(client, run_id: str, scratch: str | Path) -> GeneratorRecord:
     """A trial run's best checkpoint; a search's parent run stands for its best trial."""
-    try:
-        run = client.get_run(run_id)
-        if TAG_BEST_RUN in run.data.tags:
-            run = client.get_run(run.data.tags[TAG_BEST_RUN])
-        path = client.download_artifacts(run.info.run_id, f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}", str(scratch))
-    except Exception as err:
-        raise mlflow_failure(f"--run-id {run_id}", err) from None
+    what = f"--run-id {run_id}"
+    run = ask(what, lambda: client.get_run(run_id))
+    if TAG_BEST_RUN in run.data.tags:
+        run = ask(what, lambda: client.get_run(run.data.tags[TAG_BEST_RUN]))
+    artifact = f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}"
+    path = ask(what, lambda: client.download_artifacts(run.info.run_id, artifact, str(scratch)))
     return record_from_checkpoint(path, lineage_tags(run))
+
+
+def record_from_source(checkpoint: str | None, model: str | None, run_id: str | None, tracking_uri: str | None,
+                       scratch: str | Path) -> GeneratorRecord:
+    """The generator of exactly one source: a checkpoint (file, or folder holding ``checkpoint.pt``),
+    a ``models:/`` URI, or a run id."""
+    if checkpoint:
+        path = Path(checkpoint) / CHECKPOINT_FILE if Path(checkpoint).is_dir() else Path(checkpoint)
+        return record_from_checkpoint(path, {"checkpoint": str(path.resolve())})
+    client = tracking_client(tracking_uri)
+    return record_from_model(client, model, scratch) if model else record_from_run(client, run_id, scratch)
+
+
+def load_generator(model: str, tracking_uri: str | None, scratch: str | Path) -> ExportedGenerator:
+    """An export folder, or a ``models:/`` URI downloaded into ``scratch``, loaded with torch alone."""
+    folder = Path(model)
+    if ":/" in model and not folder.exists():
+        folder, _ = download_model_export(tracking_client(tracking_uri), model, scratch)
+    return load_exported(folder)

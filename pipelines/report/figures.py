@@ -104,18 +104,17 @@ def write_real_picture(dataset: str, data_root: str | None, path: Path) -> Path:
     """Real data drawn as a trial's samples are: the true mixture's scatter, or a grid of training images."""
     import torch
 
-    from trainables.data import MIXTURES, load_dataset
-    from trainables.sample_grid import write_image_grid, write_scatter
-    from trainables.trainer import SCATTER_SAMPLES
+    from trainables.datasets import DATASETS
+    from trainables.pictures import SCATTER_POINTS, write_picture
 
+    spec = DATASETS[dataset]
     generator = torch.Generator().manual_seed(0)
-    if dataset in MIXTURES:
-        mixture = MIXTURES[dataset]()
-        write_scatter(path, mixture.sample(SCATTER_SAMPLES, generator)[0], mixture.centers)
-        return path
-    images = load_dataset(dataset, data_root).train_x
-    chosen = torch.randperm(images.shape[0], generator=generator)[:REAL_IMAGES]
-    write_image_grid(path, images[chosen], nrow=round(math.sqrt(REAL_IMAGES)))
+    if spec.is_image:
+        images = spec.load(data_root).train_x
+        real = images[torch.randperm(images.shape[0], generator=generator)[:REAL_IMAGES]]
+    else:
+        real, _ = spec.mixture.sample(SCATTER_POINTS, generator)
+    write_picture(path, real, spec)
     return path
 
 

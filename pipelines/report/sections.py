@@ -14,7 +14,7 @@ from pipelines.report.page import Section
 from pipelines.report.stats import progress_curves, ranked, saved_seconds, status_rows
 from pipelines.report.store import SearchRecord, TrialRecord, download_samples
 from pipelines.report.study import Importances, typed_values
-from trainables.config import ConfigError
+from trainables.errors import UsageError
 
 TOP_TRIALS = 5
 TOP_PARAMS = 3
@@ -61,15 +61,15 @@ def importance_sections(search: SearchRecord, study, found: Importances, out: Pa
 
 def _real_panel(search: SearchRecord, data_root: str | None, scratch: Path) -> tuple[Path | None, str | None]:
     """The real-data picture, or why it is left out."""
-    from trainables.data import DATASET_SPECS
+    from trainables.datasets import DATASETS
 
-    if search.dataset not in DATASET_SPECS:
+    if search.dataset not in DATASETS:
         return None, f"Real data is not shown: the search records no known dataset ({search.dataset!r})."
     roots = {trial.params["data_root"] for trial in search.trials if "data_root" in trial.params}
     root = data_root or (roots.pop() if len(roots) == 1 else None)
     try:
         return figures.write_real_picture(search.dataset, root, scratch / "real.png"), None
-    except (ConfigError, OSError) as err:
+    except (UsageError, OSError) as err:
         return None, f"Real data is not shown: {err}"
 
 

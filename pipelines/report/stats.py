@@ -13,7 +13,7 @@ from itertools import accumulate
 from typing import Sequence
 
 from pipelines.report.store import TrialRecord
-from trainables.objectives import is_better
+from trainables.objectives import best_first, is_better
 
 STATUS_ORDER = ("completed", "early_stopped", "diverged", "errored")
 ALL_TRIALS = "all trials"
@@ -93,5 +93,4 @@ def saved_seconds(trials: Sequence[TrialRecord], max_steps: int | None) -> float
 def ranked(trials: Sequence[TrialRecord], mode: str, count: int) -> list[TrialRecord]:
     """The ``count`` trials with the best values, best first (earlier trials win ties)."""
     measured = [trial for trial in trials if trial.best_value is not None]
-    sign = 1.0 if mode == "min" else -1.0
-    return sorted(measured, key=lambda trial: sign * trial.best_value)[:count]
+    return sorted(measured, key=best_first(mode, lambda trial: trial.best_value))[:count]

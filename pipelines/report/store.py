@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.tracking.tags import (
-    SAMPLES_ARTIFACTS, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID,
+    SAMPLES_ARTIFACTS, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_STATUS, TAG_TRIAL_ID,
 )
-from trainables.config import ConfigError
+from trainables.errors import UsageError
 from trainables.objectives import is_better
 
 
@@ -58,32 +58,6 @@ class SearchRecord:
     trials: list[TrialRecord] = field(default_factory=list)
 
 
-def find_search(client, experiment_name: str, run_id: str | None):
-    """The parent run of ``--search RUN_ID``, else the experiment's latest search."""
-    from pipelines.registry.model_source import mlflow_failure
-
-    try:
-        experiment = client.get_experiment_by_name(experiment_name)
-    except Exception as err:
-        raise mlflow_failure("report", err) from None
-    if experiment is None:
-        raise ConfigError(f"--experiment {experiment_name!r} does not exist at {client.tracking_uri}; "
-                          "check the name and --tracking-uri")
-    if run_id:
-        try:
-            run = client.get_run(run_id)
-        except Exception as err:
-            raise mlflow_failure(f"--search {run_id}", err) from None
-        if run.data.tags.get(TAG_ROLE) != "search" or run.info.experiment_id != experiment.experiment_id:
-            raise ConfigError(f"--search {run_id} is not the parent run of a search in experiment {experiment_name!r}")
-        return run
-    found = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
-    if not found:
-        raise ConfigError(f"report: experiment {experiment_name!r} holds no search; run `gantune search` into it first")
-    return found[0]
-
-
 def _trial(client, run, metric: str, mode: str, now_ms: int) -> TrialRecord:
     history = sorted(client.get_metric_history(run.info.run_id, metric), key=lambda m: m.step)
     best = None
@@ -109,7 +83,7 @@ def read_search(client, parent) -> SearchRecord:
     tags = parent.data.tags
     metric, mode = tags.get(TAG_METRIC), tags.get(TAG_MODE)
     if not metric or mode not in ("min", "max"):
-        raise ConfigError(f"report: run {parent.info.run_id} records no search metric and mode")
+        raise UsageError(f"report: run {parent.info.run_id} records no search metric and mode")
     children = client.search_runs([parent.info.experiment_id], f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'",
                                   max_results=5000)
     now_ms = int(time.time() * 1000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 
-from trainables.config import ConfigError
+from trainables.errors import Unreachable, UsageError
 
 CLIENT_PREFIX = "ray://"
 CONNECT_TIMEOUT_S = 3.0
@@ -19,7 +19,7 @@ _FORMS = "auto, HOST:PORT or ray://HOST:PORT"
 def _split(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--address {address!r} is not of the form {_FORMS}")
+        raise UsageError(f"--address {address!r} is not of the form {_FORMS}")
     return host.strip("[]"), int(port)
 
 
@@ -31,7 +31,7 @@ def _auto_address() -> str:
 
     found = find_bootstrap_address(None)
     if found is None:
-        raise ConfigError(
+        raise Unreachable(
             "--address auto: no running Ray cluster found on this host and RAY_ADDRESS is unset; "
             "start one with `ray start --head` or give HOST:PORT"
         )
@@ -39,7 +39,7 @@ def _auto_address() -> str:
 
 
 def check_address(address: str) -> str:
-    """Return the address to hand to ``ray.init``; raise ConfigError if it is malformed or unreachable."""
+    """Return the address to hand to ``ray.init``; raise UsageError if it is malformed, Unreachable if nothing answers."""
     target = _auto_address() if address == "auto" else address
     host, port = _split(target.removeprefix(CLIENT_PREFIX))
     try:
@@ -47,7 +47,7 @@ def check_address(address: str) -> str:
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise ConfigError(
+        raise Unreachable(
             f"--address {address}: nothing answers at {host}:{port} ({reason}); "
             "start the cluster (`ray start --head`) or fix the address"
         ) from None

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from trainables.config import ConfigError
+from trainables.atomic import write_atomically
+from trainables.errors import UsageError
 
 EXPERIMENT = "tune"
 SEARCH_FILE = "search.yaml"
@@ -63,16 +64,13 @@ class SearchFolder:
             return filesystem.get_file_info(root).type != pyarrow.fs.FileType.NotFound
         except (OSError, ValueError) as err:
             reason = str(err).splitlines()[0]
-            raise ConfigError(f"--storage {self.storage}: cannot be read ({reason}); check the URI and credentials") from None
+            raise UsageError(f"--storage {self.storage}: cannot be read ({reason}); check the URI and credentials") from None
 
     def write_text(self, filename: str, text: str) -> str:
         """Write one file into the folder (created if needed); returns its location."""
         if self.is_local:
-            Path(self.path).mkdir(parents=True, exist_ok=True)
             target = Path(self.path) / filename
-            temporary = target.with_name(f".{filename}.tmp")
-            temporary.write_text(text)
-            temporary.replace(target)
+            write_atomically(target, lambda temporary: temporary.write_text(text))
             return str(target)
         filesystem, root = self._filesystem()
         filesystem.create_dir(root, recursive=True)
@@ -100,11 +98,11 @@ def resolve_storage(storage: str) -> str:
         return storage
     path = Path(storage.removeprefix("file://")).expanduser().resolve()
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--storage {storage!r} is a file; give a folder (created if missing) or a URI")
+        raise UsageError(f"--storage {storage!r} is a file; give a folder (created if missing) or a URI")
     return str(path)
 
 
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
-        raise ConfigError(f"--name {name!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise UsageError(f"--name {name!r} must be letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name

@@ -1,9 +1,5 @@
-"""What a search shows while it runs and what it leaves behind: the progress line and ``best.json``.
-
-A trial ends in one of four ways that matter to someone watching a GAN search: it ``finished``
-its step budget, the scheduler ``stopped`` it early, it ``diverged`` (and ended itself), or it
-``errored``. Tune only knows TERMINATED and ERROR, so the outcome is read from the last report.
-"""
+"""What a search shows while it runs and what it leaves behind: the progress line, the trial
+table and ``best.json``. How each trial ended is read by ``pipelines.search.outcome``."""
 
 from __future__ import annotations
 
@@ -11,32 +7,16 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 from ray import tune
 
+from pipelines.search.outcome import OUTCOMES, outcome
+from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import config_from_dict
-from trainables.tune_trainable import CHECKPOINT_FILE
+from trainables.objectives import best_of
 
 PROGRESS_PERIOD_S = 10.0
-OUTCOMES = ("running", "pending", "finished", "stopped", "diverged", "errored")
-
-
-def outcome(status: str, last_result: Mapping[str, Any]) -> str:
-    """One of OUTCOMES for a Tune trial status and the trial's last report."""
-    if status == "ERROR":
-        return "errored"
-    if status in ("PENDING", "PAUSED"):
-        return "pending"
-    if status == "RUNNING":
-        return "running"
-    if last_result.get("diverged"):
-        return "diverged"
-    return "finished" if last_result.get("status") == "completed" else "stopped"
-
-
-def best_value(values: list[float], mode: str) -> float:
-    return min(values) if mode == "min" else max(values)
 
 
 class SearchProgress(tune.Callback):
@@ -57,7 +37,7 @@ class SearchProgress(tune.Callback):
         ]
         if not seen:
             return None
-        return (min if self.mode == "min" else max)(seen)
+        return best_of(seen, self.mode, lambda pair: pair[0])
 
     def line(self, trials: list) -> str:
         counts = dict.fromkeys(OUTCOMES, 0)
@@ -104,7 +84,7 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
         "config": config_from_dict(best.config).to_dict(),
         "metric": metric,
         "mode": mode,
-        "value": best_value(best.metrics_dataframe[metric].dropna().tolist(), mode),
+        "value": best_of(best.metrics_dataframe[metric].dropna().tolist(), mode),
         "checkpoint": str(Path(checkpoint.path) / CHECKPOINT_FILE) if checkpoint else None,
     }
 
@@ -121,7 +101,7 @@ def trial_table(results, metric: str, mode: str) -> str:
             str((result.config or {}).get("loss", "?")),
             outcome("ERROR" if result.error else "TERMINATED", last),
             str(last.get("step", 0)),
-            f"{best_value(values, mode):.4g}" if values else "-",
+            f"{best_of(values, mode):.4g}" if values else "-",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)

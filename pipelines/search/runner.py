@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces.preset import SearchPreset
+from search_spaces.preset_types import SearchPreset
 from search_spaces.space import Choice, Param, Range
 from pipelines.search.folder import SearchFolder
 from pipelines.tracking.target import TrackingTarget
@@ -209,11 +209,13 @@ def build_tuner(run: SearchRun):
 
 def prepare_evaluator(preset: SearchPreset) -> None:
     """Build the image evaluator once on the driver, so concurrent trials find it cached."""
-    if preset.dataset in ("ring8", "grid25"):
+    from trainables.datasets import DATASETS
+
+    if not DATASETS[preset.dataset].is_image:
         return
     import torch
 
-    from trainables.evaluator import load_or_train_evaluator
+    from trainables.evaluator_cache import load_or_train_evaluator
 
     load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
 

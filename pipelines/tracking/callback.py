@@ -24,46 +24,22 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from pipelines.search.folder import SearchFolder
-from pipelines.search.progress import outcome
+from pipelines.search.outcome import RUN_STATUS, trial_status
+from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
-    CHECKPOINT_ARTIFACTS,
-    CHECKPOINT_FILE,
-    PARENT_RUN_FILE,
-    SAMPLES_ARTIFACTS,
-    SAMPLES_FILE,
-    TAG_BEST_RUN,
-    TAG_BEST_STEP,
-    TAG_BEST_VALUE,
-    TAG_DATASET,
-    TAG_EVALUATOR,
-    TAG_METRIC,
-    TAG_MODE,
-    TAG_MODEL,
-    TAG_PARENT,
-    TAG_ROLE,
-    TAG_SEARCH,
-    TAG_STATUS,
-    TAG_TRIAL_ID,
-    lineage_tags,
+    CHECKPOINT_ARTIFACTS, PARENT_RUN_FILE, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_DATASET, TAG_EVALUATOR,
+    TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
 from pipelines.tracking.target import TrackingTarget
+from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
 from trainables.objectives import is_better
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 NOT_METRICS = set(AUTO_RESULT_KEYS) | {"step", "trial_id", "done", "should_checkpoint"}
 
-# The status tag of each way a trial ends (as ``pipelines.search.progress.outcome`` reads it), and
-# the MLflow status its run ends with.
 # The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
 # this value opens the model-training view (runs table and metric charts).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-STATUS_TAG = {"finished": "completed", "stopped": "early_stopped", "diverged": "diverged", "errored": "errored"}
-RUN_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "errored": "FAILED"}
-
-
-def trial_outcome(last_result: Mapping[str, Any], errored: bool) -> str:
-    """completed, early_stopped (the scheduler ended it before its steps), diverged or errored."""
-    return STATUS_TAG[outcome("ERROR" if errored else "TERMINATED", last_result)]
 
 
 def report_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -249,9 +225,9 @@ class MlflowTracking(tune.Callback):
     # ------------------------------------------------------------------------ endings
     def _end_trial(self, trial, errored: bool) -> None:
         state = self._trial_run(trial)
-        outcome = trial_outcome(trial.last_result or {}, errored)
-        self.client.set_tag(state.run_id, TAG_STATUS, outcome)
-        self.client.set_terminated(state.run_id, status=RUN_STATUS[outcome])
+        status = trial_status(trial.last_result or {}, errored)
+        self.client.set_tag(state.run_id, TAG_STATUS, status)
+        self.client.set_terminated(state.run_id, status=RUN_STATUS[status])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end_trial(trial, errored=False)
@@ -271,55 +247,7 @@ class MlflowTracking(tune.Callback):
                 continue
             self.client.set_tag(run.info.run_id, TAG_STATUS, "errored")
             self.client.set_terminated(run.info.run_id, status="KILLED")
-        best = self._summarise()
+        best = summarise_search(self.client, self.parent_id, self._children(), self.metric, self.mode)
         if best is not None:
-            self._log_best_model(best)
+            log_best_model(self.client, best, self.search_name)
         self.client.set_terminated(self.parent_id, status="FINISHED")
-
-    def _summarise(self):
-        from mlflow.entities import Metric, RunTag
-
-        children = self._children()
-        counts = dict.fromkeys(RUN_STATUS, 0)
-        for run in children:
-            status = run.data.tags.get(TAG_STATUS)
-            if status in counts:
-                counts[status] += 1
-        ranked = [run for run in children if TAG_BEST_VALUE in run.data.tags]
-        sign = 1 if self.mode == "min" else -1
-        ranked.sort(key=lambda run: sign * float(run.data.tags[TAG_BEST_VALUE]))
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"trials_{name}", count, now, 0) for name, count in counts.items()]
-        metrics.append(Metric("trials", len(children), now, 0))
-        tags = []
-        best = ranked[0] if ranked else None
-        if best is not None:
-            metrics.append(Metric(f"best_{self.metric}", float(best.data.tags[TAG_BEST_VALUE]), now, 0))
-            tags += [RunTag(TAG_BEST_RUN, best.info.run_id), RunTag("gantune.best_trial_id", best.data.tags[TAG_TRIAL_ID])]
-        self.client.log_batch(self.parent_id, metrics=metrics, tags=tags)
-        summary = {
-            "metric": self.metric,
-            "mode": self.mode,
-            "counts": counts,
-            "best": None if best is None else {
-                "run_id": best.info.run_id,
-                "trial_id": best.data.tags[TAG_TRIAL_ID],
-                "value": float(best.data.tags[TAG_BEST_VALUE]),
-                "step": int(best.data.tags.get(TAG_BEST_STEP, 0)),
-                "params": dict(best.data.params),
-            },
-        }
-        self.client.log_dict(self.parent_id, summary, "summary.json")
-        return best
-
-    def _log_best_model(self, best) -> None:
-        from pipelines.registry.export_writer import record_from_checkpoint
-        from pipelines.registry.pyfunc_model import log_generator_model
-
-        with tempfile.TemporaryDirectory() as scratch:
-            path = self.client.download_artifacts(best.info.run_id, f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}", scratch)
-            lineage = lineage_tags(best, self.search_name)
-            record = record_from_checkpoint(path, lineage)
-            log_generator_model(self.client, best.info.run_id, record)
-        self.client.set_tag(best.info.run_id, TAG_MODEL, "model")
-

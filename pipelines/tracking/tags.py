@@ -8,8 +8,6 @@ runs never imports Ray.
 from __future__ import annotations
 
 PARENT_RUN_FILE = "mlflow_run.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-SAMPLES_FILE = "samples.png"
 CHECKPOINT_ARTIFACTS = "checkpoint"
 SAMPLES_ARTIFACTS = "samples"
 

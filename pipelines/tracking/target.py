@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.config import ConfigError
+from trainables.errors import Unreachable, UsageError
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 EMBEDDED_DB = "mlflow.db"
@@ -51,7 +51,7 @@ def check_reachable(uri: str) -> None:
         return  # it answered, if not with a health page
     except (OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
-        raise ConfigError(
+        raise Unreachable(
             f"tracking URI {uri}: no MLflow server answers ({reason}); start one with mlflow/serve.sh or fix the URI"
         ) from None
 
@@ -67,7 +67,7 @@ def resolve_tracking(
 ) -> TrackingTarget:
     """The store for a search: ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else embedded."""
     if address is not None and search_is_local and not shared_storage:
-        raise ConfigError(
+        raise UsageError(
             f"--address runs trials on other nodes, but --storage {search_path.rsplit('/', 1)[0]} is local to this "
             "machine, so their checkpoints and MLflow artifacts would be lost; give a URI (s3://...) or, if every "
             "node mounts that folder at the same path, add --shared-storage"
@@ -78,7 +78,7 @@ def resolve_tracking(
         check_reachable(uri)
         return TrackingTarget(uri, name)
     if not search_is_local:
-        raise ConfigError(
+        raise UsageError(
             f"--storage {search_path.rsplit('/', 1)[0]} is not a local folder, so it cannot hold the embedded MLflow "
             f"store; give --tracking-uri (or ${TRACKING_ENV}) of an MLflow server (see mlflow/README.md)"
         )

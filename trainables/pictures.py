@@ -1,16 +1,26 @@
 """Pictures of samples: an image grid, or a scatter of 2-D points drawn into an image.
 
-Scatter plots are rasterised with torch alone so the trainer needs no plotting library.
+Every picture of samples (the trainer's at each evaluation, an export's, ``gantune generate``'s,
+the report's real data) is drawn by ``write_picture``, which chooses between the two by the
+dataset's spec. Scatter plots are rasterised with torch alone so the trainer needs no plotting
+library.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
+if TYPE_CHECKING:
+    from trainables.datasets import DatasetSpec
+
+GRID_ROWS = 8  # an unconditional generator's picture is an 8 x 8 grid
+SCATTER_POINTS = 2000
 SCATTER_PIXELS = 256
 SCATTER_EXTENT = 1.25  # the plot spans this many times the farthest mode centre
 
@@ -39,3 +49,23 @@ def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
         canvas[:, rows, (cols + offset).clamp(0, last)] = red
         canvas[:, (rows + offset).clamp(0, last), cols] = red
     save_image(canvas, str(path))
+
+
+def picture_size(spec: "DatasetSpec", conditional: bool) -> tuple[int, int | None]:
+    """How many samples a generator's picture shows and in how many grid rows (None for a scatter).
+
+    A conditional generator's grid has a row per class, each row cycling through the classes.
+    """
+    if not spec.is_image:
+        return SCATTER_POINTS, None
+    rows = spec.num_classes if conditional else GRID_ROWS
+    return rows * rows, rows
+
+
+def write_picture(path: str | Path, samples: Tensor, spec: "DatasetSpec", rows: int | None = None) -> None:
+    """Samples of ``spec``'s dataset as one picture: a grid of images (``rows`` rows, else as square as
+    the count allows), or a scatter over the mixture's mode centres."""
+    if spec.is_image:
+        write_image_grid(path, samples, nrow=rows or max(1, math.ceil(math.sqrt(samples.shape[0]))))
+    else:
+        write_scatter(path, samples, spec.mixture.centers)

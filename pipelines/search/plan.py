@@ -1,0 +1,121 @@
+"""Turning ``gantune search``'s flags into a ``SearchRun``: every check, nothing started.
+
+Flags arrive as text; each is parsed and checked here, together with the preset, the storage,
+the cluster address and the tracking store, so that a mistake is one line and exit 2 before Ray
+starts or a folder is created.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from trainables.errors import UsageError
+
+
+@dataclass(frozen=True)
+class NumberFlag:
+    """A numeric flag that overrides one budget or resource key of the preset (``key``)."""
+
+    key: str
+    metavar: str
+    help: str
+    parse: Callable[[str], Any]
+    minimum: float
+    strict: bool  # whether the minimum itself is refused
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    def read(self, text: str | None) -> Any:
+        """The value of the flag's text, checked; None when the flag was not given."""
+        if text is None:
+            return None
+        kind = "an integer" if self.parse is int else "a number"
+        bound = f"> {self.minimum:g}" if self.strict else f">= {self.minimum:g}"
+        try:
+            value = self.parse(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < self.minimum or (self.strict and value == self.minimum):
+            raise UsageError(f"{self.flag} must be {kind} {bound}, got {text!r}")
+        return value
+
+
+NUMBER_FLAGS = (
+    NumberFlag("num_samples", "N", "number of trials (overrides budget.num_samples)", int, 1, strict=False),
+    NumberFlag("max_concurrent", "K", "trials running at once (overrides budget.max_concurrent)", int, 1, strict=False),
+    NumberFlag("time_budget", "SECONDS", "stop starting and running trials after this long", float, 0, strict=True),
+    NumberFlag("cpus_per_trial", "C", "CPUs per trial, fractions allowed", float, 0, strict=True),
+    NumberFlag("gpus_per_trial", "G", "GPUs per trial, fractions allowed (0.25: four per GPU)", float, 0, strict=False),
+)
+
+
+def budget_flags(args) -> dict[str, Any]:
+    """The budget and resource flags, checked; ``None`` for those not given."""
+    return {number.key: number.read(getattr(args, number.key)) for number in NUMBER_FLAGS}
+
+
+def check_study_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise UsageError(f"--optuna-storage {url!r} is not a database URL such as sqlite:///study.db") from None
+    return url
+
+
+def _resumed_preset(args, folder, flags: dict[str, Any]):
+    """On --resume the search continues as it was set up: its own search.yaml is the preset."""
+    from search_spaces.preset import load_preset, preset_from_dict
+    from pipelines.search.folder import SEARCH_FILE
+
+    import yaml
+
+    if not folder.exists():
+        raise UsageError(f"--resume: no search {folder.name!r} under {folder.storage}; check --name and --storage")
+    changed = [f"--{key.replace('_', '-')}" for key, value in flags.items() if value is not None]
+    if changed:
+        raise UsageError(f"{changed[0]} cannot change on --resume; the search keeps the budget in its {SEARCH_FILE}")
+    saved = preset_from_dict(yaml.safe_load(folder.read_text(SEARCH_FILE)), name=folder.name,
+                             source=f"{folder.path}/{SEARCH_FILE}")
+    if args.config and load_preset(args.config).to_dict() != saved.to_dict():
+        raise UsageError(f"--config differs from the {SEARCH_FILE} of search {folder.name!r}; resume without --config")
+    return saved
+
+
+def plan(args):
+    """Check every flag and the preset, and say what will run; raises UsageError, starts nothing."""
+    from search_spaces.preset import load_preset, with_overrides
+    from pipelines.search.cluster_address import check_address
+    from pipelines.search.folder import SearchFolder, check_name, is_uri, resolve_storage
+    from pipelines.search.runner import SearchRun
+    from pipelines.tracking.target import resolve_tracking
+
+    flags = budget_flags(args)
+    storage = resolve_storage(args.storage)
+    if is_uri(storage) and not args.optuna_storage:
+        raise UsageError(f"--storage {storage} is not a local folder, so give the Optuna study a database with --optuna-storage URL")
+    if args.resume:
+        if not args.name:
+            raise UsageError("--resume needs --name, the folder under --storage of the search to continue")
+        folder = SearchFolder(storage, check_name(args.name))
+        preset = _resumed_preset(args, folder, flags)
+    else:
+        if not args.config:
+            raise UsageError("--config FILE is required: a search preset (e.g. search_spaces/presets/grid25.yaml)")
+        preset = with_overrides(load_preset(args.config), **flags)
+        name = check_name(args.name) if args.name else f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        folder = SearchFolder(storage, name)
+        if folder.exists():
+            raise UsageError(f"search {name!r} already exists under {storage}; pass --resume to continue it or choose another --name")
+    address = check_address(args.address) if args.address else None
+    tracking = resolve_tracking(args.tracking_uri, args.experiment, folder.name, folder.path, folder.is_local,
+                                address, args.shared_storage)
+    study_url = check_study_url(args.optuna_storage) if args.optuna_storage else folder.default_study_url()
+    return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking)
