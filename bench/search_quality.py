@@ -34,6 +34,7 @@ from ray import tune
 from pipelines.search.folder import SearchFolder
 from pipelines.search.runner import SearchRun, run_search
 from search_spaces.preset import load_preset, preset_from_dict
+from trainables.objectives import best_of, is_better
 
 SHIPPED, BASELINE = "tpe+asha", "random+fifo"
 METHODS = {
@@ -95,9 +96,9 @@ def run_one(task: str, method: str, seed: int, args) -> list[Report]:
 def best_curve(reports: list[Report], mode: str) -> list[tuple[float, float, Report]]:
     """(trial-seconds, best value so far, the report that holds it) after every finite report."""
     curve, best = [], None
-    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     for report in reports:
-        if not report.diverged and math.isfinite(report.value) and (best is None or better(report.value, best.value)):
+        finite = not report.diverged and math.isfinite(report.value)
+        if finite and is_better(report.value, None if best is None else best.value, mode):
             best = report
         if best is not None:
             curve.append((report.trial_seconds, best.value, best))
@@ -112,7 +113,7 @@ def best_at(curve, seconds: float) -> float:
 def seconds_to_reach(curve, target: float, mode: str) -> float:
     """Trial-seconds until the best value is at least as good as ``target``; inf if never."""
     for spent, value, _ in curve:
-        if (value <= target) if mode == "min" else (value >= target):
+        if not is_better(target, value, mode):
             return spent
     return math.inf
 
@@ -128,7 +129,7 @@ def rung_correlations(reports: list[Report], horizon: int, mode: str) -> list[tu
                                                                                  values="value")
     if table.empty:
         return []
-    final = table.min(axis=1) if mode == "min" else table.max(axis=1)
+    final = table.apply(lambda row: best_of(row.dropna(), mode), axis=1)
     return [(int(step), int(table[step].notna().sum()), table[step].corr(final, method="spearman"))
             for step in table.columns if step < horizon and table[step].notna().sum() >= 3]
 
