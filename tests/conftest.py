@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from checks import TEST_PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +31,14 @@ def data_root(tmp_path_factory) -> Path:
     for entry in (target / "MNIST").rglob("*"):
         entry.chmod(0o644 if entry.is_file() else 0o755)
     return target
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root):
+    """MNIST as CPU tensors, loaded once for every test that needs it."""
+    from trainables.datasets import load_dataset
+
+    return load_dataset("mnist", str(data_root))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -103,25 +114,6 @@ def mlflow_server(tmp_path_factory) -> str:
         _stop_process_group(process)
 
 
-TRACKED_PRESET = """
-dataset: grid25
-metric: js_modes
-searcher: {name: random, seed: 1}
-scheduler: {name: asha, grace_period: 200, reduction_factor: 3}
-budget: {num_samples: 6, max_steps: 600, max_concurrent: 3}
-resources: {cpus_per_trial: 0.5}
-params:
-  arch: mlp
-  conditional: false
-  loss: [gan, lsgan, hinge]
-  lr_g: {low: 3.0e-4, high: 3.0e-3, log: true}
-  lr_d: {low: 3.0e-4, high: 3.0e-3, log: true}
-  width: 64
-  batch_size: 128
-  latent_dim: 8
-  eval_every: 200
-  eval_samples: 1000
-"""
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +123,7 @@ def tracked_search(mlflow_server, tmp_path_factory) -> dict:
 
     storage = tmp_path_factory.mktemp("tracked")
     preset = storage / "tracked.yaml"
-    preset.write_text(TRACKED_PRESET)
+    preset.write_text((TEST_PRESETS / "tracked_grid25.yaml").read_text())
     started = time.monotonic()
     code = main(["search", "--config", str(preset), "--storage", str(storage), "--name", "tracked",
                  "--tracking-uri", mlflow_server, "--experiment", "tracked"])
@@ -160,3 +152,37 @@ def spawn_service(tmp_path):
     yield spawn
     for process in started:
         _stop_process_group(process)
+
+
+@pytest.fixture
+def ray_head(monkeypatch):
+    """A Ray head started with ``ray start --head --block`` in its own session; yields its address.
+
+    Its temp folder ($RAY_TMPDIR) is private to the test, so ``--address auto`` finds this cluster
+    and no other on the host; stopped at teardown by its process group. Token authentication is
+    off for it and its clients alike, whatever token ~/.ray or an earlier local Ray left behind."""
+    # Short, under /tmp: Ray's socket paths inside it must fit in 107 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="gt-ray-", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(temp))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    log = temp / "ray-start.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={_free_port()}",
+             "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
+        )
+    address_file = temp / "ray" / "ray_current_cluster"  # written once the head is up
+    try:
+        deadline = time.monotonic() + 120
+        while not address_file.is_file():
+            if process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ray start did not come up in 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield address_file.read_text().strip()
+    finally:
+        _stop_process_group(process)
+        shutil.rmtree(temp, ignore_errors=True)

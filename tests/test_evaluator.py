@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import multiprocessing
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from pipelines.cli import main
-from trainables.data import DataBundle, load_dataset
-from trainables.evaluator import load_or_train_evaluator
+from trainables.data import DataBundle
+from trainables.datasets import load_dataset
+from trainables.evaluator_cache import load_or_train_evaluator
 from trainables.objectives import IMAGE_METRICS
 from trainables.quality import build_quality
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="session")
-def mnist(data_root) -> DataBundle:
-    return load_dataset("mnist", str(data_root))
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +36,7 @@ def real_train_scores(mnist, mnist_quality) -> dict:
 
 def _tiny_mnist(mnist: DataBundle) -> DataBundle:
     """A slice of MNIST: its own cache key, and an evaluator that trains in about a second."""
-    return DataBundle("mnist", mnist.train_x[:512], mnist.train_y[:512], mnist.test_x[:256], mnist.test_y[:256], 10)
+    return DataBundle(mnist.spec, mnist.train_x[:512], mnist.train_y[:512], mnist.test_x[:256], mnist.test_y[:256])
 
 
 def test_mnist_evaluator_reaches_99_percent_and_records_its_hash(mnist_quality):
@@ -134,13 +133,38 @@ def _build_in_child(cache_dir: str, tiny: DataBundle) -> tuple[bool, str]:
     return evaluator.trained_now, evaluator.evaluator_hash
 
 
+def _blocked_on(lock: Path) -> int:
+    """How many processes wait in ``flock`` for ``lock``: the kernel lists each as a ``->`` line of /proc/locks."""
+    inode = lock.stat().st_ino
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line.split() and int(line.split()[-3].rsplit(":", 1)[1]) == inode)
+
+
 def test_two_processes_building_at_once_train_once(mnist, tmp_path):
+    """Both builders reach the lock while it is held, neither trains until it is free, then exactly
+    one trains and the other reuses its cache."""
     tiny = _tiny_mnist(mnist)
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        results = pool.starmap(_build_in_child, [(str(tmp_path), tiny)] * 2)
+    # The lock's file name follows from the data and the recipe, not from the folder: learn it once.
+    assert load_or_train_evaluator("mnist", None, CPU, tmp_path / "probe", data=tiny).trained_now
+    lock_name, = [path.name for path in (tmp_path / "probe").glob("*.lock")]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    lock = cache / lock_name
+    with multiprocessing.get_context("spawn").Pool(2) as pool, lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a third builder would while it trains
+        pending = pool.starmap_async(_build_in_child, [(str(cache), tiny)] * 2)
+        deadline = time.monotonic() + 180
+        while _blocked_on(lock) < 2:
+            assert not pending.ready(), f"a builder ended while the lock was held: {pending.get()}"
+            assert time.monotonic() < deadline, "the two builders never both waited on the lock"
+            pending.wait(0.2)
+        assert not list(cache.glob("*.safetensors")), "a builder trained without holding the lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+        results = pending.get(timeout=300)
     assert sorted(trained for trained, _ in results) == [False, True]
-    assert results[0][1] == results[1][1]
-    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
+    weights, = cache.glob("*.safetensors")
+    assert results[0][1] == results[1][1] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert not list(cache.glob(".*")), "a temporary file was left behind"
 
 
 def test_cli_trains_or_reuses_and_prints_accuracy_cache_and_hash(data_root, mnist_quality, capsys):

@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from pipelines.cli import main
-from trainables.checkpoint import save_checkpoint
+from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import config_from_dict
 from trainables.export_reader import CARD_FILE, CONFIG_FILE, PROGRAM_FILE, SAMPLES_FILE, WEIGHTS_FILE
 from trainables.models import build_discriminator, build_generator
+
+from checks import one_error_line
+from images import read_image_grid, read_scatter
 
 EXPORT_FILES = {PROGRAM_FILE, WEIGHTS_FILE, CONFIG_FILE, SAMPLES_FILE, CARD_FILE}
 
@@ -61,11 +64,6 @@ def image_export(image_checkpoint, tmp_path_factory) -> Path:
     return out
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
 
 def test_export_writes_every_file_and_a_card(image_export):
     assert {p.name for p in image_export.iterdir()} == EXPORT_FILES
@@ -75,6 +73,7 @@ def test_export_writes_every_file_and_a_card(image_export):
     card = (image_export / CARD_FILE).read_text()
     for expected in ("mlp architecture, conditional", "| lr_g |", "kl_modes", "checkpoint_step"):
         assert expected in card
+    read_image_grid(image_export / SAMPLES_FILE, 10)  # a conditional model: a row of 10 per class
 
 
 def test_export_loads_with_torch_only(image_export):
@@ -89,7 +88,6 @@ def test_export_loads_with_torch_only(image_export):
 
 
 def test_export_program_matches_the_trained_module(image_export, image_checkpoint):
-    from trainables.checkpoint import load_checkpoint
     from trainables.export_reader import load_exported
 
     state = load_checkpoint(image_checkpoint)
@@ -101,11 +99,53 @@ def test_export_program_matches_the_trained_module(image_export, image_checkpoin
         assert torch.allclose(load_exported(image_export)(z, labels), module(z, labels), atol=1e-6)
 
 
+def folder_state(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
+
+
 def test_existing_out_is_refused_and_left_alone(image_checkpoint, image_export, capsys):
-    before = {p.name: p.stat().st_mtime_ns for p in image_export.iterdir()}
+    before = folder_state(image_export)
     assert main(["export", "--checkpoint", str(image_checkpoint), "--out", str(image_export)]) == 2
-    assert "already exists" in one_error_line(capsys)
-    assert {p.name: p.stat().st_mtime_ns for p in image_export.iterdir()} == before
+    error = one_error_line(capsys)
+    assert "already exists" in error and "--overwrite" in error
+    assert folder_state(image_export) == before
+
+
+def test_overwrite_replaces_an_export_whole(tmp_path, capsys):
+    """Exporting again to the same --out: refused without --overwrite, replaced with it."""
+    from trainables.export_reader import load_exported
+
+    first = make_checkpoint(tmp_path / "first" / "checkpoint.pt", dataset="grid25", arch="mlp", width=16, latent_dim=4)
+    second = tmp_path / "second" / "checkpoint.pt"
+    state = load_checkpoint(first)
+    with torch.no_grad():
+        for tensor in state["generator"].values():
+            tensor.mul_(-3.0)  # other weights, so the two exports generate different points
+    state["step"] = 11
+    save_checkpoint(second, state)
+    out = tmp_path / "exports" / "grid"
+    assert main(["export", "--checkpoint", str(first), "--out", str(out)]) == 0
+    capsys.readouterr()
+    kept = folder_state(out)
+
+    assert main(["export", "--checkpoint", str(second), "--out", str(out)]) == 2
+    error = one_error_line(capsys)
+    assert "already exists" in error and "--overwrite" in error
+    assert folder_state(out) == kept  # the first export is intact, byte for byte
+
+    assert main(["export", "--checkpoint", str(second), "--out", str(out), "--overwrite"]) == 0
+    assert {p.name for p in out.iterdir()} == EXPORT_FILES
+    info = json.loads((out / CONFIG_FILE).read_text())
+    assert info["lineage"] == {"checkpoint": str(second.resolve()), "checkpoint_step": "11"}
+    assert (out / WEIGHTS_FILE).read_bytes() != kept[WEIGHTS_FILE][1]
+    z = torch.randn(5, 4)
+    module = build_generator(config_from_dict(state["config"]))
+    module.load_state_dict(state["generator"])
+    with torch.no_grad():
+        assert torch.allclose(load_exported(out)(z), module.eval()(z), atol=1e-6)
+    read_scatter(out / SAMPLES_FILE)
+    # Nothing but the export is left beside it: no staging or retired copy.
+    assert [p.name for p in out.parent.iterdir()] == ["grid"]
 
 
 def test_bad_checkpoint_leaves_nothing(tmp_path, capsys):
@@ -118,13 +158,10 @@ def test_bad_checkpoint_leaves_nothing(tmp_path, capsys):
 
 
 def test_generate_writes_a_grid_with_chosen_labels(image_export, tmp_path):
-    from PIL import Image
-
     out = tmp_path / "grid.png"
     assert main(["generate", "--model", str(image_export), "--n", "12", "--labels", "0,1,2", "--seed", "1",
                  "--out", str(out)]) == 0
-    width, height = Image.open(out).size
-    assert width == 4 * 28 + 5 * 2 and height == 3 * 28 + 4 * 2  # 4 columns x 3 rows with 2 px padding
+    read_image_grid(out, columns=4, rows=3)  # 12 samples: 4 columns x 3 rows with 2 px padding
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
 
 
@@ -132,10 +169,14 @@ def test_generate_scatter_for_points(tmp_path):
     checkpoint = make_checkpoint(tmp_path / "checkpoint.pt", dataset="grid25", arch="mlp", width=16, latent_dim=4)
     export = tmp_path / "export"
     assert main(["export", "--checkpoint", str(tmp_path), "--out", str(export)]) == 0
-    assert checkpoint.is_file()
+    # Given a folder, export found the checkpoint.pt inside it and says so in the lineage.
+    info = json.loads((export / CONFIG_FILE).read_text())
+    assert info["lineage"] == {"checkpoint": str(checkpoint.resolve()), "checkpoint_step": "7"}
+    assert info["spec"] == {"latent_dim": 4, "conditional": False, "num_classes": 25, "sample_shape": [2]}
+    read_scatter(export / SAMPLES_FILE)
     out = tmp_path / "points.png"
     assert main(["generate", "--model", str(export), "--n", "500", "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
+    read_scatter(out)
 
 
 @pytest.mark.parametrize(
@@ -155,3 +196,91 @@ def test_generate_bad_input_is_one_line(argv, message, image_export, tmp_path, c
     assert main(["generate", *argv]) == 2
     assert message in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------- DCGAN generators from the trainer
+
+
+@pytest.fixture(scope="module")
+def dcgan_exports(mnist, tmp_path_factory):
+    """``dcgan_exports(conditional)``: a DCGAN generator a few steps into training (so BatchNorm's
+    running statistics have moved), saved by the trainer and exported with ``gantune export``;
+    made once per module."""
+    from trainables.trainer import Trainer
+
+    made: dict[bool, dict] = {}
+
+    def export(conditional: bool) -> dict:
+        if conditional not in made:
+            config = config_from_dict(dict(dataset="mnist", arch="dcgan", width=8, latent_dim=16, batch_size=16,
+                                           conditional=conditional, device="cpu"))
+            trainer = Trainer(config, mnist)
+            trainer.run_steps(3)
+            folder = tmp_path_factory.mktemp("dcgan")
+            trainer.save_checkpoint(folder / "checkpoint.pt")
+            out = folder / "export"
+            assert main(["export", "--checkpoint", str(folder / "checkpoint.pt"), "--out", str(out)]) == 0
+            made[conditional] = {"trainer": trainer, "export": out, "checkpoint": folder / "checkpoint.pt"}
+        return made[conditional]
+
+    return export
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["dcgan", "conditional-dcgan"])
+def test_dcgan_export_program_is_the_trained_generator(dcgan_exports, conditional):
+    from trainables.export_reader import load_exported, load_weights
+
+    dcgan_export = dcgan_exports(conditional)
+    out = dcgan_export["export"]
+    assert {p.name for p in out.iterdir()} == EXPORT_FILES
+    info = json.loads((out / CONFIG_FILE).read_text())
+    assert info["spec"] == {"latent_dim": 16, "conditional": conditional, "num_classes": 10, "sample_shape": [1, 28, 28]}
+    assert info["config"]["arch"] == "dcgan" and info["lineage"]["checkpoint_step"] == "3"
+    read_image_grid(out / SAMPLES_FILE, 10 if conditional else 8)
+
+    exported = load_exported(out)
+    rebuilt = build_generator(config_from_dict(info["config"]))
+    rebuilt.load_state_dict(load_weights(out))
+    rebuilt.eval()
+    trained = dcgan_export["trainer"].generator.eval()
+    for n in (1, 7, 33):  # the batch size is free, and BatchNorm runs on its statistics in eval mode
+        z = torch.randn(n, 16, generator=torch.Generator().manual_seed(n))
+        labels = torch.arange(n) % 10 if conditional else None
+        images = exported(z, labels)
+        assert images.shape == (n, 1, 28, 28) and images.dtype == torch.float32
+        assert images.isfinite().all() and images.min() >= -1.0 and images.max() <= 1.0
+        with torch.no_grad():
+            assert torch.allclose(images, rebuilt(z, labels), atol=1e-5)
+            assert torch.allclose(images, trained(z, labels), atol=1e-5)
+    if conditional:
+        z = torch.randn(1, 16).repeat(10, 1)
+        per_class = exported(z, torch.arange(10))
+        assert all(not torch.equal(per_class[0], per_class[k]) for k in range(1, 10))  # labels are used
+
+
+def test_conditional_pyfunc_model_takes_a_label_column(dcgan_exports, tmp_path):
+    """The MLflow model of a conditional generator: z columns plus ``label`` in, one image per row out."""
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.registry.export_writer import record_from_checkpoint
+    from pipelines.registry.pyfunc_model import save_generator_model
+    from trainables.export_reader import load_exported
+
+    dcgan_export = dcgan_exports(True)
+    saved = save_generator_model(record_from_checkpoint(dcgan_export["checkpoint"]), tmp_path / "model")
+    model = mlflow.pyfunc.load_model(str(saved))
+    input_names = model.metadata.signature.inputs.input_names()
+    assert input_names == [f"z{i}" for i in range(16)] + ["label"]
+
+    z = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32).repeat(4, axis=0)
+    frame = pd.DataFrame(z, columns=[f"z{i}" for i in range(16)])
+    frame["label"] = np.array([3, 3, 5, 8], dtype=np.int64)
+    images = model.predict(frame)
+    assert images.shape == (4, 1, 28, 28) and images.dtype == np.float32
+    assert np.isfinite(images).all() and images.min() >= -1.0 and images.max() <= 1.0
+    assert np.array_equal(images[0], images[1])  # same noise, same label: same image
+    assert not np.allclose(images[0], images[2]) and not np.allclose(images[2], images[3])
+    expected = load_exported(dcgan_export["export"])(torch.from_numpy(z), torch.tensor([3, 3, 5, 8]))
+    np.testing.assert_allclose(images, expected.numpy(), atol=1e-5)

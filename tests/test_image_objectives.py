@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.data import DataBundle, load_dataset
 from trainables.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES
 from trainables.quality import ImageQuality, build_quality
+
+from checks import worse_by
 
 SAMPLES = 5000
 KEPT_CLASSES = 3
@@ -22,11 +23,6 @@ NOISE_STD = 0.3
 # Measured with 5,000 samples (real / collapsed / noisy): fd 2.1 / 409 / 39, kid 0.15 / 125 / 24,
 # coverage 0.95 / 0.32 / 0.66; each margin is under half of the smaller gap.
 MARGINS = {"fd": 10.0, "kid": 5.0, "coverage": 0.15}
-
-
-@pytest.fixture(scope="module")
-def mnist(data_root) -> DataBundle:
-    return load_dataset("mnist", str(data_root))
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +46,13 @@ def scored(quality, generators) -> dict[str, dict]:
     return {name: quality.evaluate(images) for name, images in generators.items()}
 
 
-def _worse_by(value: float, reference: float, mode: str) -> float:
-    """How much worse ``value`` is than ``reference``, positive when worse."""
-    return value - reference if mode == "min" else reference - value
-
 
 @pytest.mark.parametrize("objective", IMAGE_OBJECTIVES)
 @pytest.mark.parametrize("bad", ["collapsed", "off_data"])
 def test_objective_scores_collapse_and_off_data_samples_clearly_worse(scored, objective, bad):
     assert objective in MARGINS, f"{objective}: measure the three generators and give it a margin"
     good = scored["real"][objective]
-    gap = _worse_by(scored[bad][objective], good, IMAGE_METRICS[objective])
+    gap = worse_by(scored[bad][objective], good, IMAGE_METRICS[objective])
     assert gap > MARGINS[objective], f"{objective}: {bad} {scored[bad][objective]:.4f} vs real {good:.4f}"
 
 

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from trainables import metrics
-from trainables.data import MIXTURES, load_dataset
+from trainables.datasets import DATASETS, load_dataset
 from trainables.objectives import MIXTURE_METRICS, MIXTURE_OBJECTIVES
 from trainables.quality import build_quality
+
+from checks import worse_by
 
 SAMPLES = 5000
 KEPT_MODES = 3
@@ -34,16 +36,12 @@ def _generators(mixture, seed: int = 1) -> dict[str, torch.Tensor]:
     return {"faithful": faithful, "collapsed": collapsed, "off_modes": blurry}
 
 
-@pytest.fixture(scope="module", params=sorted(MIXTURES))
+@pytest.fixture(scope="module", params=sorted(name for name, spec in DATASETS.items() if not spec.is_image))
 def scored(request) -> dict[str, dict]:
     data = load_dataset(request.param)
     quality = build_quality(data, torch.device("cpu"))
-    return {name: quality.evaluate(points) for name, points in _generators(data.mixture).items()}
+    return {name: quality.evaluate(points) for name, points in _generators(data.spec.mixture).items()}
 
-
-def _worse_by(value: float, reference: float, mode: str) -> float:
-    """How much worse ``value`` is than ``reference``, positive when worse."""
-    return value - reference if mode == "min" else reference - value
 
 
 @pytest.mark.parametrize("objective", MIXTURE_OBJECTIVES)
@@ -51,7 +49,7 @@ def _worse_by(value: float, reference: float, mode: str) -> float:
 def test_objective_scores_collapse_and_off_mode_samples_clearly_worse(scored, objective, bad):
     mode = MIXTURE_METRICS[objective]
     good = scored["faithful"][objective]
-    gap = _worse_by(scored[bad][objective], good, mode)
+    gap = worse_by(scored[bad][objective], good, mode)
     # "Clearly": by at least 0.2 on these scales (js_modes in [0, log 2], coverage in [0, 1]).
     assert gap > 0.2, f"{objective}: {bad} {scored[bad][objective]:.4f} vs faithful {good:.4f}"
 
@@ -75,7 +73,7 @@ def test_diagnostics_each_miss_one_failure(scored):
 
 
 def test_js_modes_grows_with_the_off_mode_share():
-    mixture = MIXTURES["grid25"]()
+    mixture = DATASETS["grid25"].mixture
     generator = torch.Generator().manual_seed(2)
     faithful, _ = mixture.sample(SAMPLES, generator)
     spread = (torch.rand(SAMPLES, 2, generator=generator) * 2 - 1) * 5.0

@@ -12,7 +12,10 @@ import urllib.request
 import pytest
 
 from pipelines.cli import main
-from pipelines.commands.promote import decide
+from pipelines.registry.promote import decide
+from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT, TAG_ROLE, TAG_SEARCH
+
+from images import read_scatter
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked
@@ -88,6 +91,78 @@ def test_promoting_again_registers_nothing_new(promotions, capsys):
     assert len(promotions["client"].search_model_versions("name = 'grid25-gen'")) == 2
 
 
+def search_parent(promotions, search: str):
+    """The parent run of the search named ``search`` in the tracked experiment."""
+    client = promotions["client"]
+    experiment = client.get_experiment_by_name(promotions["tracked"]["experiment"])
+    parent, = client.search_runs([experiment.experiment_id],
+                                 f"tags.`{TAG_SEARCH}` = '{search}' and tags.`{TAG_ROLE}` = 'search'")
+    return parent
+
+
+def values_at_best_steps(client, parent, metric: str) -> dict[str, float]:
+    """Each trial run of the search -> ``metric`` where its best checkpoint (the logged one) was taken."""
+    values = {}
+    for run in client.search_runs([parent.info.experiment_id], f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'"):
+        if TAG_BEST_STEP in run.data.tags:
+            step = int(run.data.tags[TAG_BEST_STEP])
+            at_step = [m.value for m in client.get_metric_history(run.info.run_id, metric) if m.step == step]
+            if at_step:
+                values[run.info.run_id] = at_step[-1]
+    return values
+
+
+def promote_into(tracked, model_name: str, *flags: str) -> int:
+    """``gantune promote`` into a model of its own, so the grid25-gen versions above stay as they are."""
+    return main(["promote", "--experiment", tracked["experiment"], "--tracking-uri", tracked["uri"],
+                 "--model-name", model_name, *flags])
+
+
+@pytest.mark.parametrize("metric, mode", [("coverage", "max"), ("kl_modes", "min")])
+def test_promote_by_another_metric_takes_the_best_trial_on_that_metric(promotions, metric, mode, capsys):
+    """An objective the search did not optimise (coverage) or a diagnostic (kl_modes), each in its direction."""
+    client, tracked = promotions["client"], promotions["tracked"]
+    parent = search_parent(promotions, "tracked")
+    values = values_at_best_steps(client, parent, metric)
+    assert len(values) >= 2
+    best = max(values.values()) if mode == "max" else min(values.values())
+    name = f"grid25-by-{metric.replace('_', '-')}"
+    assert promote_into(tracked, name, "--search", parent.info.run_id, "--metric", metric) == 0
+    assert f"promoted {name} version 1 to @champion" in capsys.readouterr().out
+    version = client.get_model_version_by_alias(name, "champion")
+    assert (version.tags["metric"], version.tags["mode"], version.tags["search"]) == (metric, mode, "tracked")
+    assert float(version.tags["metric_value"]) == pytest.approx(best)
+    assert values[version.tags["source_run"]] == pytest.approx(best)
+
+
+def test_promote_names_an_older_search_with_search(promotions, capsys):
+    """The worse search is the experiment's latest; --search picks the tracked one before it."""
+    client, tracked = promotions["client"], promotions["tracked"]
+    older, latest = search_parent(promotions, "tracked"), search_parent(promotions, "worse")
+    assert older.info.start_time < latest.info.start_time
+    assert promote_into(tracked, "grid25-older", "--search", older.info.run_id) == 0
+    assert "promoted grid25-older version 1 to @champion" in capsys.readouterr().out
+    version = client.get_model_version_by_alias("grid25-older", "champion")
+    assert version.tags["search"] == "tracked" and version.tags["metric"] == "js_modes"
+    assert version.tags["source_run"] == promotions["first"].tags["source_run"]  # the tracked search's best trial
+    assert float(version.tags["metric_value"]) == pytest.approx(older.data.metrics["best_js_modes"])
+    # The latest search alone is below its floor: without --search nothing is registered.
+    assert promote_into(tracked, "grid25-latest") == 2
+    assert "floor" in capsys.readouterr().err
+    assert client.search_model_versions("name = 'grid25-latest'") == []
+
+
+def test_an_unknown_or_non_search_run_given_to_search_is_one_line(promotions, capsys):
+    client, tracked = promotions["client"], promotions["tracked"]
+    trial_run = promotions["first"].tags["source_run"]
+    for search, message in (("0123456789abcdef0123456789abcdef", "--search 0123456789abcdef0123456789abcdef: "),
+                            (trial_run, f"--search {trial_run} is not the parent run of a search")):
+        assert promote_into(tracked, "grid25-nowhere", "--search", search) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("gantune promote: ") and message in err[0], err
+    assert client.search_model_versions("name = 'grid25-nowhere'") == []
+
+
 @pytest.mark.parametrize(
     "champion, move",
     [
@@ -115,7 +190,7 @@ def test_export_from_the_registry_and_generate(promotions, tmp_path):
     grid = tmp_path / "points.png"
     assert main(["generate", "--model", "models:/grid25-gen@champion", "--tracking-uri", tracked["uri"],
                  "--n", "300", "--out", str(grid)]) == 0
-    assert grid.stat().st_size > 0
+    read_scatter(grid)
     by_run = tmp_path / "by-run"
     assert main(["export", "--run-id", promotions["first"].run_id, "--tracking-uri", tracked["uri"],
                  "--out", str(by_run)]) == 0

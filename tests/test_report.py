@@ -15,6 +15,8 @@ from pipelines.report.store import TrialRecord, read_search
 from pipelines.report.study import importances, infer_distribution, rebuild_study, typed_values
 from pipelines.tracking.tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
 
+from checks import one_error_line
+
 FIGURES = {"progress.png", "importances.png", "slices.png", "samples.png", "status.png"}
 
 
@@ -165,11 +167,6 @@ def test_the_records_behind_the_report(reported):
 
 # ------------------------------------------------------------------------------- bad input
 
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
 
 
 def test_an_unknown_experiment_is_one_line_and_exit_2(mlflow_server, capsys):

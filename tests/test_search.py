@@ -18,9 +18,12 @@ from ray.cluster_utils import Cluster
 from pipelines.cli import main
 from trainables.checkpoint import load_checkpoint
 from trainables.config import config_from_dict
-from trainables.tune_trainable import CHECKPOINT_FILE, DIVERGED_PENALTY, SAMPLES_FILE
+from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
+from trainables.objectives import WORST_VALUE
 
-PRESETS = Path(__file__).resolve().parent / "presets"
+from checks import TEST_PRESETS
+from images import SCATTER_SIDE, read_picture, read_scatter
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BEST_KEYS = {"trial_id", "config", "metric", "mode", "value", "checkpoint"}
 
@@ -36,7 +39,7 @@ def read_trials(experiment: Path) -> dict[str, dict]:
 
 
 def search(preset: str, storage: Path, name: str, *flags: str) -> int:
-    return main(["search", "--config", str(PRESETS / preset), "--storage", str(storage), "--name", name, *flags])
+    return main(["search", "--config", str(TEST_PRESETS / preset), "--storage", str(storage), "--name", name, *flags])
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +74,7 @@ def test_best_checkpoint_is_the_one_where_the_best_value_was_reached(asha_search
     state = load_checkpoint(best["checkpoint"])
     assert state["step"] in best_steps  # not the trial's last checkpoint unless the best came last
     assert state["metrics"]["js_modes"] == best["value"]
-    assert (Path(best["checkpoint"]).parent / SAMPLES_FILE).stat().st_size > 0
+    read_scatter(Path(best["checkpoint"]).parent / SAMPLES_FILE)  # the best generator's points fall in the plot
 
 
 def test_trial_configs_hold_conditional_params_only_for_their_loss(asha_search):
@@ -97,7 +100,8 @@ def test_every_report_has_a_checkpoint_with_its_sample_grid(asha_search):
         kept = sorted(trial["folder"].glob("checkpoint_*"))
         assert kept
         for folder in kept:
-            assert (folder / CHECKPOINT_FILE).is_file() and (folder / SAMPLES_FILE).is_file()
+            assert load_checkpoint(folder / CHECKPOINT_FILE)["step"] in {row["step"] for row in trial["rows"]}
+            read_picture(folder / SAMPLES_FILE, SCATTER_SIDE)
 
 
 def test_diverging_trials_end_themselves_with_a_finite_penalty(tmp_path, capsys):
@@ -108,10 +112,10 @@ def test_diverging_trials_end_themselves_with_a_finite_penalty(tmp_path, capsys)
     for trial in trials.values():
         last = trial["rows"][-1]
         assert last["diverged"] is True and last["status"] == "diverged"
-        assert last["js_modes"] == DIVERGED_PENALTY
+        assert last["js_modes"] == WORST_VALUE
         assert last["step"] < 400
     assert re.search(r"diverged 2 \|", out)
-    assert json.loads((tmp_path / "diverging" / "best.json").read_text())["value"] == DIVERGED_PENALTY
+    assert json.loads((tmp_path / "diverging" / "best.json").read_text())["value"] == WORST_VALUE
 
 
 # ----------------------------------------------------------------------------- on a cluster
@@ -164,7 +168,7 @@ def test_resume_after_the_driver_is_killed_reruns_no_finished_trial(cluster, tmp
     command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
                "--address", cluster.address, "--shared-storage"]
     experiment = tmp_path / "killed" / "tune"
-    driver = subprocess.Popen([*command, "--config", str(PRESETS / "fifo_grid25.yaml"), "--max-concurrent", "2"],
+    driver = subprocess.Popen([*command, "--config", str(TEST_PRESETS / "fifo_grid25.yaml"), "--max-concurrent", "2"],
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               start_new_session=True)
     try:
@@ -193,9 +197,15 @@ def test_resume_after_the_driver_is_killed_reruns_no_finished_trial(cluster, tmp
 
 
 def test_pbt_perturbs_running_trials_which_continue_from_checkpoints(tmp_path):
+    """The preset names no ``mutate``: PBT perturbs its default, lr_g, lr_d and d_steps."""
+    import yaml
+
     assert search("pbt_grid25.yaml", tmp_path, "pbt") == 0
+    recorded = yaml.safe_load((tmp_path / "pbt" / "search.yaml").read_text())["scheduler"]
+    assert (recorded["name"], recorded["mutate"]) == ("pbt", ["lr_g", "lr_d", "d_steps"])
     trials = read_trials(tmp_path / "pbt" / "tune")
     assert len(trials) == 4
+    started = {key: {t["rows"][0]["config"][key] for t in trials.values()} for key in ("lr_g", "lr_d")}
     perturbed = 0
     for trial in trials.values():
         assert trial["rows"][-1]["step"] == 200
@@ -206,4 +216,9 @@ def test_pbt_perturbs_running_trials_which_continue_from_checkpoints(tmp_path):
         # The first report with new settings comes after step 50: the trial went on from a
         # checkpoint instead of starting over.
         assert all(trial["rows"][i]["step"] > 50 for i in changes)
+        # An exploiting trial took a better trial's settings and moved both rates off them: the new
+        # rates are ones no trial started with.
+        for i in changes:
+            lr_g, lr_d, _ = settings[i]
+            assert lr_g not in started["lr_g"] and lr_d not in started["lr_d"], settings
     assert perturbed >= 1

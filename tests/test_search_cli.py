@@ -90,16 +90,116 @@ def test_command_line_errors_do_not_even_import_ray(tmp_path):
     assert done.stderr.strip() == "gantune search: --max-concurrent must be an integer >= 1, got '0'"
 
 
-def test_presets_choose_the_scheduler_and_its_units_are_steps():
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+def asha_decisions(scheduler, metric: str, mode: str, results: list[tuple[str, dict]]) -> list[str]:
+    """Feed results to a real Ray scheduler as Tune would, trial by trial; its CONTINUE/STOP answers."""
+    from ray.tune.experiment import Trial
+
+    scheduler.set_search_properties(metric, mode)
+    trials = {}
+    for name, _ in results:
+        if name not in trials:
+            trials[name] = Trial("__fake", stub=True)
+            scheduler.on_trial_add(None, trials[name])
+    return [scheduler.on_trial_result(None, trials[name], result) for name, result in results]
+
+
+def test_asha_cuts_at_the_presets_grace_period_and_max_steps_counted_in_steps():
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     from pipelines.search.runner import build_scheduler
     from search_spaces.preset import load_preset
 
-    asha = build_scheduler(load_preset("grid25"))
-    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "step" and asha._max_t == 12000
-    pbt = build_scheduler(load_preset("wgan_family"))
-    assert isinstance(pbt, PopulationBasedTraining) and pbt._time_attr == "step"
-    assert set(pbt._hyperparam_mutations) == {"lr_g", "lr_d", "d_steps"}
-    assert pbt._hyperparam_mutations["d_steps"] == list(range(1, 6))
+    preset = load_preset("grid25")  # grace_period 3000, reduction_factor 3, max_steps 12000
+    assert (preset.metric, preset.mode) == ("js_modes", "min")
+    assert (preset.scheduler.grace_period, preset.scheduler.reduction_factor, preset.budget.max_steps) == (3000, 3, 12000)
+    asha = build_scheduler(preset)
+    assert isinstance(asha, ASHAScheduler)
+
+    def at(trial: str, step: int, js: float) -> tuple[str, dict]:
+        return trial, {"step": step, "training_iteration": 1, "js_modes": js}
+
+    decisions = asha_decisions(asha, preset.metric, preset.mode, [
+        at("good", 2999, 0.1), at("bad", 2999, 0.9),   # before the first rung nothing is cut
+        at("good", 3000, 0.1),                          # first at the rung: sets the bar
+        at("bad", 3000, 0.9),                           # worse than the bar at step 3000: stopped
+        at("better", 3000, 0.05),                       # better: goes on
+        at("good", 11999, 0.1),                         # past the 9000 rung, first there: goes on
+        at("good", 12000, 0.1),                         # budget.max_steps reached: stopped
+    ])
+    C, S = TrialScheduler.CONTINUE, TrialScheduler.STOP
+    assert decisions == [C, C, C, S, C, C, S]
+    # The unit is the trainer's step, not Tune's iteration count: 12000 iterations at step 10 go on.
+    fresh = build_scheduler(preset)
+    assert asha_decisions(fresh, "js_modes", "min", [("t", {"step": 10, "training_iteration": 12000, "js_modes": 0.5})]) == [C]
+
+
+def test_pbt_presets_resolve_what_to_perturb_and_when_in_steps():
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
+
+    from pipelines.search.runner import build_scheduler
+    from search_spaces.preset import load_preset
+    from search_spaces.space import Range
+
+    wgan = load_preset("wgan_family")
+    assert (wgan.scheduler.name, wgan.scheduler.perturbation_interval) == ("pbt", 1000)
+    assert wgan.scheduler.mutate == ("lr_g", "lr_d", "d_steps")
+    assert wgan.params["d_steps"] == Range(1, 5, integer=True)  # PBT moves d_steps within 1..5
+    pbt = build_scheduler(wgan)
+    assert isinstance(pbt, PopulationBasedTraining)
+    # PBT times perturbations by the trainer's step: a result without it is refused.
+    pbt.set_search_properties(wgan.metric, wgan.mode)
+    with pytest.raises(RuntimeError, match="time_attr step"):
+        pbt.on_trial_result(None, Trial("__fake", stub=True), {"training_iteration": 1000, wgan.metric: 1.0})
     assert isinstance(build_scheduler(load_preset(str(PRESETS / "fifo_grid25.yaml"))), FIFOScheduler)
+
+
+def test_pbt_without_mutate_perturbs_the_learning_rates_and_critic_steps_it_searches(write_preset):
+    from pipelines.search.runner import build_scheduler
+    from search_spaces.preset import load_preset
+
+    preset = load_preset(write_preset("dataset: grid25\nscheduler: pbt\n"))
+    assert preset.scheduler.mutate == ("lr_g", "lr_d", "d_steps")
+    assert preset.to_dict()["scheduler"]["mutate"] == ["lr_g", "lr_d", "d_steps"]
+    assert preset.scheduler.perturbation_interval is None  # PBT then perturbs at every evaluation
+    # A pinned one has no range to move in: the default leaves it out, and the scheduler builds.
+    pinned = load_preset(write_preset("dataset: grid25\nscheduler: pbt\nparams: {lr_g: 0.001}\n"))
+    assert pinned.scheduler.mutate == ("lr_d", "d_steps")
+    build_scheduler(pinned)
+
+
+def test_pbt_default_mutate_with_everything_pinned_is_one_line_before_ray_starts(write_preset, tmp_path, capsys):
+    storage = tmp_path / "runs"
+    preset = write_preset("dataset: grid25\nscheduler: pbt\nparams: {lr_g: 0.001, lr_d: 0.001, d_steps: 1}\n")
+    code = main(["search", "--config", preset, "--storage", str(storage)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("gantune search: ")
+    assert "scheduler.mutate" in err
+    assert not ray.is_initialized()
+    assert not storage.exists()
+
+
+def test_address_auto_without_a_cluster_is_one_line_naming_ray_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # Ray looks for the last `ray start` under its temp folder: an empty one has none.
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp"))
+    (tmp_path / "ray-tmp").mkdir()
+    code = main(["search", "--config", str(PRESETS / "fifo_grid25.yaml"), "--storage", str(tmp_path / "runs"),
+                 "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("gantune search: --address auto")
+    assert "ray start --head" in err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+def test_address_auto_finds_the_cluster_that_ray_start_left(ray_head, tmp_path, capsys):
+    """The same command with a ``ray start --head`` running: --address auto resolves to it and the
+    search goes on to its next check (local storage that the cluster's nodes could not share)."""
+    code = main(["search", "--config", str(PRESETS / "fifo_grid25.yaml"), "--storage", str(tmp_path / "runs"),
+                 "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--shared-storage" in err and "no running Ray cluster" not in err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()

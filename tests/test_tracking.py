@@ -17,9 +17,11 @@ from pipelines.cli import main
 from pipelines.tracking.tags import (
     TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
-from pipelines.tracking.callback import trial_outcome
+from pipelines.search.outcome import trial_status
 from pipelines.tracking.target import embedded_target, resolve_tracking
-from trainables.config import ConfigError
+from trainables.errors import UsageError
+
+from checks import TEST_PRESETS
 
 STEPS = 600
 
@@ -67,14 +69,33 @@ def test_one_parent_and_one_child_per_trial_none_running(logged):
 def test_statuses_follow_how_each_trial_ended(logged):
     outcomes = {}
     for run in logged["children"]:
-        rows = logged["trials"][run.data.tags[TAG_TRIAL_ID]]
-        expected = trial_outcome(rows[-1], errored=False)
-        assert run.data.tags[TAG_STATUS] == expected
-        assert run.info.status == ("FAILED" if expected == "diverged" else "FINISHED")
-        if expected == "early_stopped":
-            assert rows[-1]["step"] < STEPS
-        outcomes[expected] = outcomes.get(expected, 0) + 1
+        last = logged["trials"][run.data.tags[TAG_TRIAL_ID]][-1]
+        # Read off Tune's own record of the trial: its last step and whether it diverged.
+        if last["diverged"]:
+            expected = ("diverged", "FAILED")
+        elif last["step"] == STEPS:
+            expected = ("completed", "FINISHED")
+        else:
+            expected = ("early_stopped", "FINISHED")
+            # ASHA cut it at its one rung below max_steps: grace_period 200 (the next, 200 x 3, is 600).
+            assert last["step"] == 200, last
+        assert (run.data.tags[TAG_STATUS], run.info.status) == expected
+        outcomes[expected[0]] = outcomes.get(expected[0], 0) + 1
     assert outcomes.get("early_stopped") and outcomes.get("completed"), outcomes
+
+
+@pytest.mark.parametrize(
+    "last_result, errored, status",
+    [
+        ({"step": 600, "status": "completed", "diverged": False}, False, "completed"),
+        ({"step": 200, "status": "running", "diverged": False}, False, "early_stopped"),
+        ({"step": 250, "status": "diverged", "diverged": True}, False, "diverged"),
+        ({"step": 200, "status": "running", "diverged": False}, True, "errored"),
+        ({}, True, "errored"),  # failed before its first report
+    ],
+)
+def test_trial_status_names_each_way_a_trial_ends(last_result, errored, status):
+    assert trial_status(last_result, errored=errored) == status
 
 
 def test_params_tags_and_metric_curves(logged):
@@ -146,7 +167,7 @@ def test_tracking_target_rules(mlflow_server, tmp_path, monkeypatch):
     assert resolve_tracking(None, "exp", "s1", "s3://b/s1", False, "ray://h:10001", False).uri == mlflow_server
     assert resolve_tracking(None, None, "s1", str(tmp_path), True, "h:6379", True).experiment == "s1"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    with pytest.raises(ConfigError, match="--tracking-uri"):
+    with pytest.raises(UsageError, match="--tracking-uri"):
         resolve_tracking(None, None, "s1", "s3://b/s1", False, None, False)
 
 
@@ -161,15 +182,6 @@ def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-RESUMED_PRESET = """
-dataset: grid25
-metric: js_modes
-searcher: {name: random, seed: 2}
-scheduler: fifo
-budget: {num_samples: 2, max_steps: 900, max_concurrent: 2}
-resources: {cpus_per_trial: 0.5}
-params: {arch: mlp, conditional: false, loss: [gan, hinge], width: 64, latent_dim: 8, eval_every: 300, eval_samples: 1000}
-"""
 
 
 def _wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float = 300.0):
@@ -187,7 +199,7 @@ def _wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float 
 def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    (tmp_path / "resumed.yaml").write_text(RESUMED_PRESET)
+    (tmp_path / "resumed.yaml").write_text((TEST_PRESETS / "resumed_grid25.yaml").read_text())
     command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
                "--tracking-uri", mlflow_server, "--experiment", "resumed"]
     client = MlflowClient(mlflow_server)
@@ -223,28 +235,34 @@ def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server,
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
 
 
-TIME_BUDGET_PRESET = """
-dataset: grid25
-metric: js_modes
-searcher: {name: random, seed: 3}
-scheduler: fifo
-budget: {num_samples: 2, max_steps: 1000000, max_concurrent: 2, time_budget: 60}
-resources: {cpus_per_trial: 0.5}
-params: {arch: mlp, conditional: false, loss: [gan, hinge], d_steps: 1, width: 32, batch_size: 64, latent_dim: 8, eval_every: 50, eval_samples: 200}
-"""
 
 
 def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    (tmp_path / "budget.yaml").write_text(TIME_BUDGET_PRESET)
+    (tmp_path / "budget.yaml").write_text((TEST_PRESETS / "time_budget_grid25.yaml").read_text())
+    started = time.monotonic()
     code = main(["search", "--config", str(tmp_path / "budget.yaml"), "--storage", str(tmp_path), "--name", "budget",
                  "--tracking-uri", mlflow_server, "--experiment", "time-budget"])
+    seconds = time.monotonic() - started
     assert code == 0
+    # A million steps take hours: the search ended because its 60 s ran out, and soon after.
+    assert 60 <= seconds < 60 + 120, seconds
+    trials = tune_trials(tmp_path / "budget")
+    assert len(trials) == 2
+    for rows in trials.values():
+        assert rows[-1]["status"] == "running" and not rows[-1]["diverged"], rows[-1]
+        assert 50 <= rows[-1]["step"] < 1_000_000 and len(rows) >= 2
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("time-budget")
     children = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'trial'")
-    assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(tune_trials(tmp_path / "budget"))
+    assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(trials)
     assert [(run.info.status, run.data.tags[TAG_STATUS]) for run in children] == [("FINISHED", "early_stopped")] * 2
+    for run in children:  # each run holds the trial's curve up to where the budget cut it
+        rows = trials[run.data.tags[TAG_TRIAL_ID]]
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "js_modes")] == [row["step"] for row in rows]
+    parent, = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
+    assert parent.info.status == "FINISHED" and float(parent.data.params["budget.time_budget"]) == 60
     best = json.loads((tmp_path / "budget" / "best.json").read_text())
     assert best["checkpoint"] and Path(best["checkpoint"]).is_file()
+    assert best["trial_id"] in trials

@@ -76,9 +76,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return config_from_dict({**self.to_dict(), **changes})
-
 
 KEYS = tuple(f.name for f in fields(TrainConfig))
 _TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -71,11 +71,10 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 def image_dataset(name: str) -> DatasetSpec:
     """The spec of an image dataset (the only kind with an evaluator); anything else is one line."""
-    spec = dataset_spec(name)
-    if not spec.is_image:
-        raise ConfigError(f"evaluator: dataset {name!r} is a 2-D dataset, scored by its mixture modes without an "
-                          f"evaluator; choose one of {', '.join(IMAGE_DATASETS)}")
-    return spec
+    if name not in DATASETS or not DATASETS[name].is_image:
+        kind = "is unknown" if name not in DATASETS else "is a 2-D dataset, scored by its mixture modes without an evaluator"
+        raise ConfigError(f"evaluator: dataset {name!r} {kind}; choose one of {', '.join(IMAGE_DATASETS)}")
+    return DATASETS[name]
 
 
 def load_dataset(name: str, data_root: str | None = None) -> DataBundle:
