@@ -58,18 +58,25 @@ class Trainer:
         self.opt_g = build_optimizer(config, self.generator.parameters(), config.lr_g, self.use_graph)
         self.opt_d = build_optimizer(config, self.discriminator.parameters(), config.lr_d, self.use_graph)
         self.loss = build_loss(config)
-        regulariser = LOSSES[config.loss].regulariser
-        strength = getattr(config, regulariser.key) if regulariser else 0.0
-        penalty = regulariser.penalty if regulariser and strength else None
-        constraint = regulariser.constraint if regulariser and strength else None
-        self.critic_penalty = partial(penalty, self.discriminator) if penalty else None
-        self.penalty_weight = strength if penalty else 0.0
-        self.critic_constraint = partial(constraint, self.discriminator, strength) if constraint else None
+        self.critic_penalty, self.penalty_weight, self.critic_constraint = self._critic_regulariser()
         self.step = 0
         self.last_report: dict[str, Any] = {}
         self._critic_sums = torch.zeros(len(CRITIC_SIGNALS), device=self.device)
         self._generator_sums = torch.zeros(len(GENERATOR_SIGNALS), device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
+
+    def _critic_regulariser(self) -> tuple[Any, float, Any]:
+        """The loss's regulariser bound to D at the config's strength: (penalty, its weight, constraint).
+
+        A strength of zero (``gp_weight: 0``) turns it off, so no penalty is computed at all.
+        """
+        regulariser = LOSSES[self.config.loss].regulariser
+        strength = getattr(self.config, regulariser.key) if regulariser else 0.0
+        if not strength:
+            return None, 0.0, None
+        penalty = partial(regulariser.penalty, self.discriminator) if regulariser.penalty else None
+        constraint = partial(regulariser.constraint, self.discriminator, strength) if regulariser.constraint else None
+        return penalty, strength if penalty else 0.0, constraint
 
     @cached_property
     def quality(self):

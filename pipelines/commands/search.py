@@ -7,6 +7,7 @@ created, so a bad value is one line and exit 2 (argparse's own errors print the 
 from __future__ import annotations
 
 import sys
+from importlib.resources import files
 
 from pipelines.commands.flags import add_tracking_uri
 from pipelines.search.plan import NUMBER_FLAGS, plan
@@ -14,9 +15,15 @@ from pipelines.search.plan import NUMBER_FLAGS, plan
 DEFAULT_STORAGE = "./gantune-runs"
 
 
+def _bundled_presets() -> str:
+    """The names of ``search_spaces/presets/*.yaml``, listed without loading them (``--help`` stays instant)."""
+    folder = files("search_spaces") / "presets"
+    return ", ".join(sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml")))
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("search", help="search GAN hyperparameters with Ray Tune + Optuna")
-    parser.add_argument("--config", metavar="FILE", help="search preset YAML, or a bundled preset name (grid25, mnist, wgan_family)")
+    parser.add_argument("--config", metavar="FILE", help=f"search preset YAML, or a bundled preset name ({_bundled_presets()})")
     for number in NUMBER_FLAGS:
         parser.add_argument(number.flag, metavar=number.metavar, help=number.help)
     parser.add_argument("--address", help="auto, HOST:PORT or ray://HOST:PORT of a Ray cluster (default: start Ray here)")
