@@ -71,10 +71,11 @@ class TuneSink:
 
 def _start(config: dict[str, Any]) -> Trainer:
     """A new trainer, or the trial's last checkpoint with its (possibly PBT-perturbed) config applied."""
+    trial_config = config_from_dict(config)
+    data = _dataset(trial_config)
     checkpoint = tune.get_checkpoint()
-    data = _dataset(config_from_dict(config))
     if checkpoint is None:
-        return Trainer(config_from_dict(config), data)
+        return Trainer(trial_config, data)
     with checkpoint.as_directory() as folder:
         return Trainer.from_checkpoint(Path(folder) / CHECKPOINT_FILE, config, data)
 
