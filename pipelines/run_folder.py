@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from pipelines.commands.output_folder import check_output_folder
+from pipelines.output_folder import check_output_folder
 from trainables.atomic import write_atomically
 from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import TrainConfig, load_config, parse_overrides

@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pipelines.commands.output_folder import check_output_folder
+    from pipelines.output_folder import check_output_folder
     from pipelines.report.build import ARTIFACT_PATH, build_report
     from pipelines.tracking.lookup import find_search, tracking_client
     from pipelines.tracking.target import check_reachable
