@@ -64,16 +64,22 @@ def new_run(config_file: str | None, overrides: Sequence[str], out: str | None) 
     config = load_config(config_file, overrides)
     path = check_output_folder("--out", out or f"runs/{config.dataset}-{config.loss}-{time.strftime('%Y%m%d-%H%M%S')}")
     if any((path / name).exists() for name in (CHECKPOINT_FILE, METRICS_FILE)):
-        raise UsageError(f"train: {str(path)!r} already holds a run; pass --resume {path} to continue it or choose "
+        raise UsageError(f"--out {path} already holds a run; pass --resume {path} to continue it or choose "
                          "another --out")
     return config, path
 
 
 def resumed_run(folder: str, config_file: str | None, overrides: Sequence[str]) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint to continue and the overrides to apply to it."""
+    """The checkpoint to continue and the overrides to apply to it; the folder must take the new reports."""
     if config_file:
-        raise UsageError("train: --resume takes the config from the checkpoint; drop --config (key=value still applies)")
-    checkpoint = Path(folder) / CHECKPOINT_FILE
+        raise UsageError("--resume takes the config from the checkpoint; drop --config (key=value still applies)")
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise UsageError(f"--resume {folder} does not exist; give the --out folder of an earlier run")
+    if path.is_file():
+        raise UsageError(f"--resume {folder} is a file; give the run folder that holds its {CHECKPOINT_FILE}")
+    checkpoint = path / CHECKPOINT_FILE
     if not checkpoint.is_file():
-        raise UsageError(f"train: {folder!r} holds no {CHECKPOINT_FILE} to resume from")
+        raise UsageError(f"--resume {folder} holds no {CHECKPOINT_FILE}; give the --out folder of an earlier run")
+    check_output_folder("--resume", path)
     return checkpoint, parse_overrides(overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -154,24 +156,17 @@ def spawn_service(tmp_path):
         _stop_process_group(process)
 
 
-@pytest.fixture
-def ray_head(monkeypatch):
-    """A Ray head started with ``ray start --head --block`` in its own session; yields its address.
-
-    Its temp folder ($RAY_TMPDIR) is private to the test, so ``--address auto`` finds this cluster
-    and no other on the host; stopped at teardown by its process group. Token authentication is
-    off for it and its clients alike, whatever token ~/.ray or an earlier local Ray left behind."""
-    # Short, under /tmp: Ray's socket paths inside it must fit in 107 bytes.
-    temp = Path(tempfile.mkdtemp(prefix="gt-ray-", dir="/tmp"))
-    monkeypatch.setenv("RAY_TMPDIR", str(temp))
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+@contextmanager
+def _ray_head(env: dict[str, str]):
+    """Run ``ray start --head --block`` in its own session with ``env`` (whose $RAY_TMPDIR it uses);
+    yields its address once it is up, and stops it by its process group."""
+    temp = Path(env["RAY_TMPDIR"])
     log = temp / "ray-start.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
             [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={_free_port()}",
              "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
     address_file = temp / "ray" / "ray_current_cluster"  # written once the head is up
     try:
@@ -185,4 +180,46 @@ def ray_head(monkeypatch):
         yield address_file.read_text().strip()
     finally:
         _stop_process_group(process)
+
+
+def _ray_temp() -> Path:
+    """A private $RAY_TMPDIR: short and under /tmp, since Ray's socket paths inside it must fit in 107 bytes."""
+    return Path(tempfile.mkdtemp(prefix="gt-ray-", dir="/tmp"))
+
+
+@pytest.fixture
+def ray_head(monkeypatch):
+    """A Ray head started with ``ray start --head --block`` in its own session; yields its address.
+
+    Its temp folder ($RAY_TMPDIR) is private to the test, so ``--address auto`` finds this cluster
+    and no other on the host; stopped at teardown by its process group. Token authentication is
+    off for it and its clients alike, whatever token ~/.ray or an earlier local Ray left behind."""
+    temp = _ray_temp()
+    monkeypatch.setenv("RAY_TMPDIR", str(temp))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    try:
+        with _ray_head(dict(os.environ)) as address:
+            yield address
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head_with_token():
+    """A Ray head that requires token authentication; yields ``(address, token file)``.
+
+    The head reads a fresh random token from its own file ($RAY_AUTH_TOKEN_PATH), never
+    ~/.ray/auth_token, so a client holding only the home token is refused. This process's
+    environment is left alone: a test gives its driver the token the way a user would."""
+    temp = _ray_temp()
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update(RAY_TMPDIR=str(temp), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    try:
+        with _ray_head(env) as address:
+            yield address, token
+    finally:
         shutil.rmtree(temp, ignore_errors=True)

@@ -38,6 +38,49 @@ print(json.dumps({"shape": list(samples.shape), "min": samples.min().item(), "ma
                   "loaded": sorted(m for m in ("mlflow", "ray", "optuna") if m in sys.modules)}))
 """
 
+# Loads a saved pyfunc model and predicts in a fresh interpreter that sees only the standard
+# library, the model's own code and the distributions of ``argv[1]`` (the model's requirements
+# with their dependencies): as in an environment built from its requirements.txt alone, every
+# other module and distribution is absent to the import system, not merely failing to import.
+REQUIREMENTS_ONLY_PREDICT = """
+import importlib.abc, importlib.machinery, json, re, sys
+visible = json.loads(sys.argv[1])
+modules, distributions = set(visible["modules"]), set(visible["distributions"])
+stdlib_dirs = [p for p in sys.path if p.startswith(sys.base_prefix) and "site-packages" not in p]
+
+def is_visible(top):
+    return (top in modules or top in sys.stdlib_module_names or top in sys.builtin_module_names
+            or importlib.machinery.PathFinder.find_spec(top, stdlib_dirs) is not None)
+
+class RequirementsOnly(importlib.abc.MetaPathFinder):
+    def __init__(self, finders):
+        self.finders = finders
+    def find_spec(self, name, path=None, target=None):
+        if not is_visible(name.partition(".")[0]):
+            return None
+        specs = (finder.find_spec(name, path, target) for finder in self.finders)
+        return next((spec for spec in specs if spec is not None), None)
+    def find_distributions(self, context=None):
+        for finder in self.finders:
+            for dist in getattr(finder, "find_distributions", lambda context: ())(context):
+                if re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower() in distributions:
+                    yield dist
+    def invalidate_caches(self):
+        for finder in self.finders:
+            getattr(finder, "invalidate_caches", lambda: None)()
+
+sys.meta_path[:] = [RequirementsOnly(list(sys.meta_path))]
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[2])
+given = np.load(sys.argv[3])
+frame = pd.DataFrame(given["z"], columns=[f"z{i}" for i in range(given["z"].shape[1])])
+frame["label"] = given["labels"]
+np.save(sys.argv[4], model.predict(frame))
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
+"""
+
 
 def make_checkpoint(path: Path, **config) -> Path:
     """A checkpoint as the trainer writes it, with freshly initialised networks."""
@@ -284,3 +327,77 @@ def test_conditional_pyfunc_model_takes_a_label_column(dcgan_exports, tmp_path):
     assert not np.allclose(images[0], images[2]) and not np.allclose(images[2], images[3])
     expected = load_exported(dcgan_export["export"])(torch.from_numpy(z), torch.tensor([3, 3, 5, 8]))
     np.testing.assert_allclose(images, expected.numpy(), atol=1e-5)
+
+
+def requirement_names(requirements: Path) -> set[str]:
+    """The distributions a requirements file names, normalised."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines = [line.strip() for line in requirements.read_text().splitlines()]
+    return {canonicalize_name(Requirement(line).name) for line in lines if line and not line.startswith(("#", "-"))}
+
+
+def with_dependencies(names: set[str]) -> set[str]:
+    """The installed distributions among ``names`` and everything they depend on, recursively."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pending, found = list(names), set()
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in found:
+            continue
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue  # an optional dependency that is not installed here
+        found.add(name)
+        for text in requires:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return found
+
+
+def modules_of(distributions: set[str]) -> set[str]:
+    """The top-level modules the installed ``distributions`` provide."""
+    from importlib.metadata import packages_distributions
+
+    from packaging.utils import canonicalize_name
+
+    return {module for module, dists in packages_distributions().items()
+            if any(canonicalize_name(dist) in distributions for dist in dists)}
+
+
+def test_pyfunc_model_loads_and_predicts_with_nothing_but_its_requirements(image_checkpoint, tmp_path):
+    """Serving installs the model's requirements.txt and nothing else: loading and predicting must
+    import no other package (torchvision, safetensors, Ray, ...), and each requirement is used."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    from pipelines.registry.export_writer import record_from_checkpoint
+    from pipelines.registry.pyfunc_model import save_generator_model
+
+    record = record_from_checkpoint(image_checkpoint)
+    saved = save_generator_model(record, tmp_path / "model")
+    named = requirement_names(Path(mlflow.pyfunc.get_model_dependencies(str(saved))))
+    distributions = with_dependencies(named)
+    own_code = {path.name for path in (saved / "code").iterdir()}
+    visible = {"modules": sorted(modules_of(distributions) | own_code), "distributions": sorted(distributions)}
+    z = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
+    labels = np.arange(6, dtype=np.int64) % 10
+    np.savez(tmp_path / "input.npz", z=z, labels=labels)
+
+    answer = subprocess.run([sys.executable, "-c", REQUIREMENTS_ONLY_PREDICT, json.dumps(visible), str(saved),
+                             str(tmp_path / "input.npz"), str(tmp_path / "output.npy")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    imported = set(json.loads(answer.stdout.splitlines()[-1]))
+    unused = [name for name in sorted(named) if not modules_of({name}) & imported]
+    assert unused == []  # no requirement is listed for nothing
+    with torch.no_grad():
+        expected = record.build()(torch.from_numpy(z), torch.from_numpy(labels))
+    np.testing.assert_allclose(np.load(tmp_path / "output.npy"), expected.numpy(), atol=1e-5)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +197,23 @@ def test_export_from_the_registry_and_generate(promotions, tmp_path):
     assert main(["export", "--run-id", promotions["first"].run_id, "--tracking-uri", tracked["uri"],
                  "--out", str(by_run)]) == 0
     assert json.loads((by_run / "config.json").read_text())["config"] == info["config"]
+
+
+def test_export_into_a_log_says_what_it_downloaded_in_one_line(promotions, tmp_path):
+    """Piped (not a terminal), ``gantune export`` shows no progress bar redrawn with carriage returns,
+    only one line for the download: what, how many files, how big, how long."""
+    out = tmp_path / "piped"
+    done = subprocess.run([str(Path(sys.executable).with_name("gantune")), "export", "--model",
+                           "models:/grid25-gen@champion", "--tracking-uri", promotions["tracked"]["uri"],
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "\r" not in done.stderr and "\r" not in done.stdout
+    downloads = [line for line in done.stderr.splitlines() if line.startswith("downloaded ")]
+    assert len(downloads) == 1, done.stderr[-3000:]
+    found = re.fullmatch(r"downloaded models:/grid25-gen@champion \((\d+) files, [\d.]+ (?:B|kB|MB)\) in [\d.]+ s",
+                         downloads[0])
+    assert found and int(found[1]) >= 5, downloads  # MLmodel, requirements, pickle, code, the export's files
+    assert done.stdout.strip().endswith(f"to {out}") and (out / "generator.pt2").is_file()
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,12 @@ BAD_INPUTS = [
     ("zero time budget", "dataset: grid25\n", ["--time-budget", "0"], "--time-budget must be a number > 0"),
     ("text cpus", "dataset: grid25\n", ["--cpus-per-trial", "many"], "--cpus-per-trial must be a number > 0"),
     ("negative gpus", "dataset: grid25\n", ["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),
+    ("fractional trials", "dataset: grid25\n", ["--num-samples", "2.5"], "--num-samples must be an integer >= 1, got '2.5'"),
+    ("text concurrency", "dataset: grid25\n", ["--max-concurrent", "all"], "--max-concurrent must be an integer >= 1"),
+    ("nan time budget", "dataset: grid25\n", ["--time-budget", "nan"], "--time-budget must be a number > 0, got 'nan'"),
+    ("inf time budget", "dataset: grid25\n", ["--time-budget", "inf"], "--time-budget must be a number > 0, got 'inf'"),
+    ("nan gpus", "dataset: grid25\n", ["--gpus-per-trial", "nan"], "--gpus-per-trial must be a number >= 0"),
+    ("inf cpus", "dataset: grid25\n", ["--cpus-per-trial=-inf"], "--cpus-per-trial must be a number > 0, got '-inf'"),
     ("bad name", "dataset: grid25\n", ["--name", "../escape"], "--name '../escape' must be letters"),
     ("malformed address", "dataset: grid25\n", ["--address", "localhost"], "is not of the form auto, HOST:PORT"),
     ("resume without name", "dataset: grid25\n", ["--resume"], "--resume needs --name"),
@@ -191,6 +197,22 @@ def test_address_auto_without_a_cluster_is_one_line_naming_ray_start(tmp_path, m
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("gantune search: --address auto")
     assert "ray start --head" in err
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+def test_address_auto_follows_the_address_the_last_ray_start_recorded(tmp_path, monkeypatch, capsys):
+    """A cluster that is gone but left its address behind: auto resolves to that address, which
+    then does not answer; still one line before anything starts."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp"))
+    (tmp_path / "ray-tmp" / "ray").mkdir(parents=True)
+    recorded = f"127.0.0.1:{closed_port()}"
+    (tmp_path / "ray-tmp" / "ray" / "ray_current_cluster").write_text(recorded + "\n")
+    code = main(["search", "--config", str(PRESETS / "fifo_grid25.yaml"), "--storage", str(tmp_path / "runs"),
+                 "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--address auto: nothing answers at {recorded}" in err
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
 
 

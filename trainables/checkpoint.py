@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from trainables.atomic import write_atomically
-from trainables.errors import UsageError
+from trainables.errors import UnreadableCheckpoint
 
 CHECKPOINT_FORMAT = 1
 # The files of one evaluation's checkpoint folder, as every report destination writes them (Tune's
@@ -20,6 +20,8 @@ CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 SAMPLES_FILE = "samples.png"
 
+# Set on the first report of a trial whose newest checkpoint could not be read: what it continued from.
+RESTORE_NOTE = "restored_from"
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Written atomically, so a crash never leaves half a checkpoint."""
@@ -29,11 +31,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"checkpoint: {str(path)!r} is not a file; give the path of a checkpoint.pt")
+        raise UnreadableCheckpoint(f"checkpoint: {str(path)!r} is not a file; give the path of a checkpoint.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise UsageError(f"checkpoint: {str(path)!r} is not a gantune checkpoint ({type(err).__name__})") from None
+        raise UnreadableCheckpoint(f"checkpoint: {str(path)!r} is not a gantune checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(f"checkpoint: {str(path)!r} is not a gantune checkpoint of format {CHECKPOINT_FORMAT}")
+        raise UnreadableCheckpoint(f"checkpoint: {str(path)!r} is not a gantune checkpoint of format {CHECKPOINT_FORMAT}")
     return state

@@ -15,3 +15,11 @@ class ConfigError(UsageError):
 
 class Unreachable(UsageError):
     """A server or cluster the user named does not answer; the message names the address."""
+
+
+class UnsupportedVersion(UsageError):
+    """An installed library lacks something gantune relies on; the message names the version and the fix."""
+
+
+class UnreadableCheckpoint(UsageError):
+    """A checkpoint file is missing, truncated or not gantune's; an older checkpoint may still serve."""

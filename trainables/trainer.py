@@ -35,6 +35,8 @@ from trainables.quality import build_quality
 
 CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
 GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
+# Every training signal a report carries, beside the dataset's quality metrics.
+TRAINING_SIGNALS = (*CRITIC_SIGNALS, *GENERATOR_SIGNALS, "steps_per_s")
 GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs require
 SAMPLE_CHUNK = 1000
 # Keys that shape the saved state (weights, normalisation layers, optimizer moments): a resumed

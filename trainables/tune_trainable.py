@@ -19,10 +19,11 @@ from typing import Any, Iterator, Mapping
 import torch
 from ray import tune
 
-from trainables.checkpoint import CHECKPOINT_FILE
+from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
 from trainables.config import TrainConfig, config_from_dict
 from trainables.data import DataBundle, resolve_data_root
 from trainables.datasets import load_dataset
+from trainables.errors import UnreadableCheckpoint
 from trainables.objectives import worst_value
 from trainables.report_loop import ReportFiles, run_reports
 from trainables.trainer import Trainer
@@ -53,11 +54,15 @@ def tune_metrics(report: Mapping[str, Any], metric: str, mode: str) -> dict[str,
 
 
 class TuneSink:
-    """Reports go to Tune, each with a fresh checkpoint directory that Tune then takes over."""
+    """Reports go to Tune, each with a fresh checkpoint directory that Tune then takes over.
 
-    def __init__(self, metric: str, mode: str):
+    ``note`` (how the trial started, when that is worth saying) rides on the first report.
+    """
+
+    def __init__(self, metric: str, mode: str, note: str | None = None):
         self.metric = metric
         self.mode = mode
+        self.note = note
 
     @contextmanager
     def files(self, report: dict[str, Any]) -> Iterator[ReportFiles]:
@@ -66,18 +71,48 @@ class TuneSink:
 
     def hand_on(self, report: dict[str, Any], files: ReportFiles | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(files.checkpoint.parent) if files else None
-        tune.report(tune_metrics(report, self.metric, self.mode), checkpoint=checkpoint)
+        metrics = tune_metrics(report, self.metric, self.mode)
+        if self.note:
+            metrics[RESTORE_NOTE], self.note = self.note, None
+        tune.report(metrics, checkpoint=checkpoint)
 
 
-def _start(config: dict[str, Any]) -> Trainer:
-    """A new trainer, or the trial's last checkpoint with its (possibly PBT-perturbed) config applied."""
+def _checkpoints_newest_first() -> list[tune.Checkpoint]:
+    """The trial's checkpoint to restore, then every older one it kept (Tune names them in order)."""
+    latest = tune.get_checkpoint()
+    if latest is None:
+        return []
+    import pyarrow.fs
+
+    trial_folder, _, name = latest.path.rstrip("/").rpartition("/")
+    entries = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(trial_folder))
+    older = sorted(
+        (entry.path for entry in entries
+         if entry.type == pyarrow.fs.FileType.Directory and entry.base_name.startswith("checkpoint_")
+         and entry.base_name < name),
+        reverse=True,
+    )
+    return [latest, *(tune.Checkpoint(path, filesystem=latest.filesystem) for path in older)]
+
+
+def _start(config: dict[str, Any]) -> tuple[Trainer, str | None]:
+    """A new trainer, or the trial's newest readable checkpoint with its (possibly PBT-perturbed)
+    config applied; with a note saying which checkpoint, when the newest could not be read."""
     trial_config = config_from_dict(config)
     data = _dataset(trial_config)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return Trainer(trial_config, data)
-    with checkpoint.as_directory() as folder:
-        return Trainer.from_checkpoint(Path(folder) / CHECKPOINT_FILE, config, data)
+    unreadable: list[str] = []
+    for checkpoint in _checkpoints_newest_first():
+        try:
+            with checkpoint.as_directory() as folder:
+                trainer = Trainer.from_checkpoint(Path(folder) / CHECKPOINT_FILE, config, data)
+        except UnreadableCheckpoint as err:
+            unreadable.append(f"{Path(checkpoint.path).name} ({err})")
+            continue
+        note = (f"{'; '.join(unreadable)} unreadable: continued from {Path(checkpoint.path).name} at step {trainer.step}"
+                if unreadable else None)
+        return trainer, note
+    note = f"{'; '.join(unreadable)} unreadable and no older checkpoint: started again from step 0" if unreadable else None
+    return Trainer(trial_config, data), note
 
 
 def train_gan(config: dict[str, Any], metric: str, mode: str, cpus: float) -> None:
@@ -85,8 +120,10 @@ def train_gan(config: dict[str, Any], metric: str, mode: str, cpus: float) -> No
     torch.set_num_threads(max(1, int(cpus)))
     trainer = None
     try:
-        trainer = _start(config)
-        run_reports(trainer, TuneSink(metric, mode))
+        trainer, note = _start(config)
+        if note:
+            print(f"gantune trial: {note}", flush=True)
+        run_reports(trainer, TuneSink(metric, mode, note))
     finally:
         # ASHA stops a trial by raising inside tune.report, and a reused actor outlives the trial:
         # release the trial's device memory whichever way it ends.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trainables.errors import UsageError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("evaluator", help="the image classifier behind the fd/is quality metrics")
@@ -17,12 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipelines.commands.checks import removed_if_failed
+    from pipelines.output_folder import check_output_folder
     from trainables.config import resolve_device
+    from trainables.data import DATA_ROOT_ENV, resolve_data_root
     from trainables.datasets import image_dataset
-    from trainables.evaluator_cache import load_or_train_evaluator
+    from trainables.evaluator_cache import CACHE_DIR_ENV, load_or_train_evaluator, resolve_cache_dir
 
-    image_dataset(args.dataset)
-    evaluator = load_or_train_evaluator(args.dataset, args.data_root, resolve_device(args.device), args.cache_dir)
+    spec = image_dataset(args.dataset)
+    device = resolve_device(args.device)
+    check_output_folder("--cache-dir" if args.cache_dir else f"${CACHE_DIR_ENV}", resolve_cache_dir(args.cache_dir))
+    data_root = resolve_data_root(args.data_root)
+    if data_root.exists() and not data_root.is_dir():
+        flag = "--data-root" if args.data_root else f"${DATA_ROOT_ENV}"
+        raise UsageError(f"{flag} {data_root} is a file; give the folder that holds torchvision's files")
+    with removed_if_failed(data_root):
+        data = spec.load(args.data_root)
+    evaluator = load_or_train_evaluator(args.dataset, args.data_root, device, args.cache_dir, data=data)
     origin = f"trained in {evaluator.train_seconds:.0f} s" if evaluator.trained_now else "reused from the cache"
     print(f"evaluator {args.dataset}: test accuracy {evaluator.test_accuracy:.2%} ({origin})")
     print(f"cache: {evaluator.weights_path}")

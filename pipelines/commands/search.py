@@ -6,6 +6,7 @@ created, so a bad value is one line and exit 2 (argparse's own errors print the 
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.resources import files
 
@@ -40,9 +41,27 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from pipelines.search.runner import RayStartError, run_search
+def check_files_and_stores(args) -> None:
+    """The paths ``plan`` leaves to the libraries that open them once Ray runs: a folder given as --config, and
+    a tracking store or Optuna database that cannot be opened or created."""
+    from pipelines.commands.checks import check_not_a_folder
+    from pipelines.output_folder import check_sqlite_target
+    from pipelines.tracking.lookup import check_store, sqlite_path
+    from pipelines.tracking.target import TRACKING_ENV
 
+    check_not_a_folder("--config", args.config)
+    tracking_uri = args.tracking_uri or os.environ.get(TRACKING_ENV)
+    if tracking_uri:
+        check_store(tracking_uri, "--tracking-uri" if args.tracking_uri else f"${TRACKING_ENV}", existing=False)
+    study = sqlite_path(args.optuna_storage) if args.optuna_storage else None
+    if study is not None:
+        check_sqlite_target("--optuna-storage", args.optuna_storage, study)
+
+
+def run(args) -> int:
+    from pipelines.search.runner import RayStartError, SearchInterrupted, run_search
+
+    check_files_and_stores(args)
     search = plan(args)
     print(f"search {search.folder.name}: {search.preset.dataset}, {search.preset.metric} ({search.preset.mode}), "
           f"folder {search.folder.path}")
@@ -51,3 +70,9 @@ def run(args) -> int:
     except RayStartError as err:
         print(f"gantune search: {err}", file=sys.stderr)
         return 1
+    except SearchInterrupted as stop:
+        if stop.resume:
+            print(f"search {search.folder.name} interrupted; continue it with:\n{stop.resume}", flush=True)
+        else:
+            print(f"search {search.folder.name} stopped before any trial started; nothing to resume", flush=True)
+        return stop.exit_code

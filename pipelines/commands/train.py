@@ -16,16 +16,21 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pipelines.commands.checks import check_not_a_folder, removed_if_failed
     from pipelines.run_folder import RunFolder, new_run, resumed_run
+    from trainables.data import resolve_data_root
     from trainables.report_loop import run_reports
     from trainables.trainer import Trainer
 
     if args.resume:
         checkpoint, overrides = resumed_run(args.resume, args.config, args.overrides)
-        trainer, out = Trainer.from_checkpoint(checkpoint, overrides), Path(args.resume)
+        with removed_if_failed(resolve_data_root(overrides.get("data_root"))):
+            trainer, out = Trainer.from_checkpoint(checkpoint, overrides), Path(args.resume)
     else:
+        check_not_a_folder("--config", args.config)
         config, out = new_run(args.config, args.overrides, args.out)
-        trainer = Trainer(config)
+        with removed_if_failed(resolve_data_root(config.data_root)):
+            trainer = Trainer(config)
     folder = RunFolder(out, trainer.config.steps)
     folder.start(trainer.config)
     print(f"training {trainer.config.loss}/{trainer.config.arch} on {trainer.config.dataset} "

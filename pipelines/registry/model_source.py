@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
+from pipelines.registry.downloads import download
 from pipelines.registry.export_writer import GeneratorRecord, record_from_checkpoint
 from pipelines.registry.pyfunc_model import EXPORT_ARTIFACT
 from pipelines.tracking.lookup import ask, tracking_client
@@ -40,12 +39,23 @@ def download_model_export(client, uri: str, scratch: str | Path) -> tuple[Path, 
 
     version = model_version(client, uri)
     source = ask(f"--model {uri}", lambda: client.get_model_version_download_uri(version.name, version.version))
-    local = Path(ask(f"--model {uri}", lambda: download_artifacts(artifact_uri=source, dst_path=str(scratch),
-                                                                   tracking_uri=client.tracking_uri)))
-    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
-    folder = local / flavor["artifacts"][EXPORT_ARTIFACT]["path"]
+    local = ask(f"--model {uri}", lambda: download(uri, download_artifacts, artifact_uri=source, dst_path=str(scratch),
+                                                   tracking_uri=client.tracking_uri))
+    folder = local / _export_path(local, uri)
     lineage = {**version.tags, "model": f"models:/{version.name}/{version.version}"}
     return folder, lineage
+
+
+def _export_path(model_folder: Path, uri: str) -> str:
+    """Where the pyfunc model keeps its export artifact, as its MLmodel file records it."""
+    from mlflow.models import Model
+
+    flavor = ask(f"--model {uri}", lambda: Model.load(str(model_folder))).flavors.get("python_function", {})
+    artifact = (flavor.get("artifacts") or {}).get(EXPORT_ARTIFACT)
+    if not artifact:
+        raise UsageError(f"--model {uri} is not a gantune generator: its python_function flavor has no "
+                         f"{EXPORT_ARTIFACT!r} artifact")
+    return artifact["path"]
 
 
 def record_from_model(client, uri: str, scratch: str | Path) -> GeneratorRecord:
@@ -61,7 +71,8 @@ def record_from_run(client, run_id: str, scratch: str | Path) -> GeneratorRecord
     if TAG_BEST_RUN in run.data.tags:
         run = ask(what, lambda: client.get_run(run.data.tags[TAG_BEST_RUN]))
     artifact = f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}"
-    path = ask(what, lambda: client.download_artifacts(run.info.run_id, artifact, str(scratch)))
+    path = ask(what, lambda: download(f"runs:/{run.info.run_id}/{artifact}", client.download_artifacts,
+                                      run.info.run_id, artifact, str(scratch)))
     return record_from_checkpoint(path, lineage_tags(run))
 
 

@@ -2,30 +2,36 @@
 
 The model's one artifact is an export folder (see ``pipelines.registry.export_writer``), so what the
 registry serves, what ``gantune export`` writes and what ``trainables.export_reader`` loads are the
-same files; ``load_context`` needs torch only. Input is a DataFrame with one float column per
-latent dimension (``z0`` ... ``z{d-1}``) plus an integer ``label`` column for conditional
-generators (one column layout for Python callers and for ``mlflow models serve``'s
-``dataframe_split`` JSON alike); output is a float32 array of shape (N, *sample_shape), images
-in [-1, 1].
+same files. Loading the model imports this module, so at import it pulls in only what loading and
+predicting need (``PIP_REQUIREMENTS``); the export writer is imported where a model is saved.
+
+Input is a DataFrame with one float column per latent dimension (``z0`` ... ``z{d-1}``) plus an
+integer ``label`` column for conditional generators (one column layout for Python callers and for
+``mlflow models serve``'s ``dataframe_split`` JSON alike); output is a float32 array of shape
+(N, *sample_shape), images in [-1, 1].
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from pipelines.registry.export_writer import GeneratorRecord, write_export
 from trainables.export_reader import GeneratorSpec, load_exported
+
+if TYPE_CHECKING:
+    from pipelines.registry.export_writer import GeneratorRecord
 
 MODEL_ARTIFACT_PATH = "model"
 EXPORT_ARTIFACT = "export"
 LABEL_COLUMN = "label"
 # Explicit requirements: MLflow's inference of them imports the model and costs seconds per call.
-PIP_REQUIREMENTS = ["torch", "safetensors", "numpy", "pandas"]
+# Exactly what loading and predicting import (tests/test_export.py loads the model with all else blocked).
+PIP_REQUIREMENTS = ["torch", "numpy", "pandas"]
 _PACKAGE_DIRS = [Path(__file__).resolve().parents[2] / name for name in ("trainables", "pipelines")]
 
 
@@ -66,8 +72,15 @@ def signature(spec: GeneratorSpec):
 
 
 def save_generator_model(record: GeneratorRecord, path: str | Path) -> Path:
-    """Save the pyfunc model folder at ``path`` (which must not exist)."""
-    with tempfile.TemporaryDirectory() as scratch:
+    """Save the pyfunc model folder at ``path`` (which must not exist).
+
+    MLflow copies the export into the model as a "download" with a progress bar; a local copy of
+    a few files needs none, and in a search's or a command's log the bar is only noise.
+    """
+    from pipelines.registry.downloads import progress_bar_off
+    from pipelines.registry.export_writer import write_export
+
+    with tempfile.TemporaryDirectory() as scratch, progress_bar_off():
         export = write_export(record, Path(scratch) / EXPORT_ARTIFACT)
         mlflow.pyfunc.save_model(
             path=str(path),

@@ -59,6 +59,7 @@ def report_after_search(tracking, folder) -> None:
     turn a finished search into a failed one: the line says how to make it later.
     """
     from pipelines.tracking.tags import PARENT_RUN_FILE
+    from pipelines.tracking.target import redacted
 
     run_id = None
     try:
@@ -68,9 +69,9 @@ def report_after_search(tracking, folder) -> None:
         client = MlflowClient(tracking.uri)
         with tempfile.TemporaryDirectory(prefix="gantune-report-") as out:
             build_report(client, client.get_run(run_id), Path(out))
-        print(f"report logged to run {run_id} under {ARTIFACT_PATH}/ at {tracking.uri}")
+        print(f"report logged to run {run_id} under {ARTIFACT_PATH}/ at {redacted(tracking.uri)}")
     except Exception as err:  # whatever went wrong, the search itself succeeded
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         search = f" --search {run_id}" if run_id else ""
         print(f"the search report could not be made ({reason}); make it later with `gantune report "
-              f"--experiment {tracking.experiment}{search} --tracking-uri {tracking.uri}`")
+              f"--experiment {tracking.experiment}{search} --tracking-uri {redacted(tracking.uri)}`")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 from trainables.errors import Unreachable, UsageError
 
 CLIENT_PREFIX = "ray://"
 CONNECT_TIMEOUT_S = 3.0
+ADDRESS_FILE = "ray_current_cluster"
 _FORMS = "auto, HOST:PORT or ray://HOST:PORT"
 
 
@@ -23,17 +26,27 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _ray_temp_dir() -> Path:
+    """The folder where ``ray start`` records its address: $RAY_TMPDIR, else $TMPDIR on Linux, else /tmp."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return Path(base or "/tmp") / "ray"
+
+
 def _auto_address() -> str:
-    """What ``ray.init(address="auto")`` would pick: $RAY_ADDRESS, else the last ``ray start`` on this host."""
+    """What ``ray.init(address="auto")`` picks, as its documentation states: $RAY_ADDRESS, else the
+    address the latest ``ray start`` on this host wrote to ``ray_current_cluster`` in Ray's temp folder.
+
+    Read here rather than by calling ``ray.init``, which would join the cluster (seconds, and a
+    driver to shut down) and, finding no file, fall back to any Ray process it sees on the host.
+    """
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"]
-    from ray._private.services import find_bootstrap_address
-
-    found = find_bootstrap_address(None)
-    if found is None:
+    record = _ray_temp_dir() / ADDRESS_FILE
+    found = record.read_text().strip() if record.is_file() else ""
+    if not found:
         raise Unreachable(
-            "--address auto: no running Ray cluster found on this host and RAY_ADDRESS is unset; "
-            "start one with `ray start --head` or give HOST:PORT"
+            f"--address auto: no running Ray cluster found on this host (no address in {record}) "
+            "and RAY_ADDRESS is unset; start one with `ray start --head` or give HOST:PORT"
         )
     return found
 

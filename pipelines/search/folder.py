@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.output_folder import check_writable
 from trainables.atomic import write_atomically
 from trainables.errors import UsageError
 
@@ -93,12 +94,14 @@ class SearchFolder:
 
 
 def resolve_storage(storage: str) -> str:
-    """A URI as given; a local path made absolute (Ray workers run in other folders)."""
+    """A URI as given; a local path made absolute (Ray workers run in other folders) once it is known
+    that the folder can be made and written, so that an unwritable one fails before Ray starts."""
     if is_uri(storage):
         return storage
     path = Path(storage.removeprefix("file://")).expanduser().resolve()
     if path.exists() and not path.is_dir():
         raise UsageError(f"--storage {storage!r} is a file; give a folder (created if missing) or a URI")
+    check_writable("--storage", storage, path)
     return str(path)
 
 

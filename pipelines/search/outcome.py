@@ -13,7 +13,10 @@ from typing import Any, Mapping
 OUTCOMES = ("running", "pending", "finished", "stopped", "diverged", "errored")
 # The ``gantune.status`` tag of each way a trial ends, and the MLflow status its run ends with.
 STATUS_TAG = {"finished": "completed", "stopped": "early_stopped", "diverged": "diverged", "errored": "errored"}
-RUN_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "errored": "FAILED"}
+# ``interrupted``: a trial a signal stopped, or one the resumed Tune no longer knows; ``--resume``
+# continues the former.
+RUN_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "errored": "FAILED",
+              "interrupted": "KILLED"}
 
 
 def outcome(status: str, last_result: Mapping[str, Any]) -> str:

@@ -118,4 +118,28 @@ def plan(args):
     tracking = resolve_tracking(args.tracking_uri, args.experiment, folder.name, folder.path, folder.is_local,
                                 address, args.shared_storage)
     study_url = check_study_url(args.optuna_storage) if args.optuna_storage else folder.default_study_url()
-    return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking)
+    from pipelines.search.optuna_searcher import check_resumable  # loads Ray: only once every flag is valid
+    check_resumable()
+    return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking,
+                     resume_command=resume_command(args, folder), gpus_typed=flags["gpus_per_trial"] is not None)
+
+
+def resume_command(args, folder) -> str:
+    """The command line that continues this search: its name and storage, and the flags that say where it runs."""
+    import shlex
+
+    from pipelines.tracking.target import redacted
+
+    words = ["gantune", "search", "--resume", "--name", folder.name, "--storage", folder.storage]
+    typed = {
+        "--optuna-storage": args.optuna_storage and redacted(args.optuna_storage),
+        "--tracking-uri": args.tracking_uri and redacted(args.tracking_uri),
+        "--experiment": args.experiment,
+        "--address": args.address,
+    }
+    for flag, value in typed.items():
+        if value:
+            words += [flag, value]
+    if args.shared_storage:
+        words.append("--shared-storage")
+    return shlex.join(words)

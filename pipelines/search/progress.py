@@ -4,6 +4,7 @@ table and ``best.json``. How each trial ended is read by ``pipelines.search.outc
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import time
 from pathlib import Path
@@ -11,43 +12,57 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from pipelines.search.outcome import OUTCOMES, outcome
-from trainables.checkpoint import CHECKPOINT_FILE
+from pipelines.search.outcome import OUTCOMES, STATUS_TAG, outcome
+from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
 from trainables.config import config_from_dict
-from trainables.objectives import best_of
+from trainables.objectives import best_of, is_better
 
 PROGRESS_PERIOD_S = 10.0
 
 
 class SearchProgress(tune.Callback):
-    """Prints one line of trial counts and the best metric so far, on every trial end and every 10 s."""
+    """Prints one line of trial counts and the best metric so far, on every trial end and every 10 s.
 
-    def __init__(self, metric: str, mode: str, stream: TextIO | None = None):
+    ``total`` is the search's trial budget, so the line says how far along it is ("3/8 done").
+    Each trial's best value is kept from its reports as they arrive (and in Tune's experiment
+    snapshot through ``get_state``, so a resumed search remembers it): Tune's own per-trial
+    summaries are not public API.
+    """
+
+    def __init__(self, metric: str, mode: str, total: int | None = None, stream: TextIO | None = None):
         self.metric = metric
         self.mode = mode
+        self.total = total
         self.stream = stream
+        self._best_by_trial: dict[str, float] = {}
         self._started = time.monotonic()
         self._printed = -math.inf
 
-    def _best(self, trials: list) -> tuple[float, str] | None:
-        seen = [
-            (trial.metric_analysis[self.metric][self.mode], trial.trial_id)
-            for trial in trials
-            if self.metric in trial.metric_analysis
-        ]
-        if not seen:
-            return None
-        return best_of(seen, self.mode, lambda pair: pair[0])
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
+        if result.get(RESTORE_NOTE):
+            print(f"trial {trial.trial_id}: {result[RESTORE_NOTE]}", file=self.stream or sys.stdout, flush=True)
+        value = result.get(self.metric)
+        if isinstance(value, numbers.Real) and math.isfinite(value):
+            if is_better(value, self._best_by_trial.get(trial.trial_id), self.mode):
+                self._best_by_trial[trial.trial_id] = float(value)
+
+    def get_state(self) -> dict | None:
+        return {"best_by_trial": dict(self._best_by_trial)} if self._best_by_trial else None
+
+    def set_state(self, state: dict) -> None:
+        self._best_by_trial = dict(state["best_by_trial"])
 
     def line(self, trials: list) -> str:
         counts = dict.fromkeys(OUTCOMES, 0)
         for trial in trials:
             counts[outcome(trial.status, trial.last_result or {})] += 1
+        done = sum(counts[name] for name in STATUS_TAG)  # every way a trial ends
         elapsed = time.monotonic() - self._started
         parts = " | ".join(f"{name} {count}" for name, count in counts.items())
-        best = self._best(trials)
-        shown = f"best {self.metric} {best[0]:.4g} (trial {best[1]})" if best else f"best {self.metric} -"
-        return f"[{elapsed:6.0f}s] {parts} | {shown}"
+        so_far = f"{done}/{self.total} done" if self.total is not None else f"{done} done"
+        best = best_of(self._best_by_trial.items(), self.mode, lambda pair: pair[1]) if self._best_by_trial else None
+        shown = f"best {self.metric} {best[1]:.4g} (trial {best[0]})" if best else f"best {self.metric} -"
+        return f"[{elapsed:6.0f}s] {so_far} | {parts} | {shown}"
 
     def _print(self, trials: list) -> None:
         print(self.line(trials), file=self.stream or sys.stdout, flush=True)

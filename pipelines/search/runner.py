@@ -6,7 +6,9 @@ Everything that can be wrong with the input has been checked before this module 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Any
 from search_spaces.preset_types import SearchPreset
 from search_spaces.space import Choice, Param, Range
 from pipelines.search.folder import SearchFolder
+from pipelines.search.stop_signals import StopSignals
+from pipelines.timed_step import announced
 from pipelines.tracking.target import TrackingTarget
 
 # Snapshot the experiment state every second (Tune's default is 10 s or more): a driver killed
@@ -35,6 +39,15 @@ class RayStartError(RuntimeError):
     """Ray could not be started or joined: nothing of the search ran, and it can simply be rerun."""
 
 
+class SearchInterrupted(Exception):
+    """A signal stopped the search; ``resume`` is the command that continues it ("" if nothing started)."""
+
+    def __init__(self, signals: StopSignals, resume: str):
+        super().__init__(signals.name)
+        self.exit_code = signals.exit_code
+        self.resume = resume
+
+
 @dataclass(frozen=True)
 class SearchRun:
     """A search ready to start: what to search, where to keep it, and where to run it."""
@@ -47,6 +60,8 @@ class SearchRun:
     reuse_actors: bool = True  # a new trial takes over a finished trial's process (no start-up)
     extra_callbacks: tuple = ()  # further tune.Callback objects, e.g. a benchmark's timer
     tracking: TrackingTarget | None = None  # None: no MLflow runs
+    resume_command: str = ""  # the command line that continues this search after an interruption
+    gpus_typed: bool = False  # --gpus-per-trial was given (a preset's GPU request may fall back to the CPU)
 
 
 def trial_env() -> dict[str, str]:
@@ -149,12 +164,15 @@ def build_scheduler(preset: SearchPreset):
 def search_callbacks(run: SearchRun) -> list:
     """Every driver-side Tune callback of a search, in one place."""
     from pipelines.search.progress import SearchProgress
+    from pipelines.search.resources import ResourceWait
 
-    callbacks = [SearchProgress(run.preset.metric, run.preset.mode), *run.extra_callbacks]
+    preset = run.preset
+    callbacks = [SearchProgress(preset.metric, preset.mode, total=preset.budget.num_samples), ResourceWait(preset),
+                 *run.extra_callbacks]
     if run.tracking is not None:
         from pipelines.tracking.callback import MlflowTracking
 
-        callbacks.append(MlflowTracking(run.tracking, run.folder, run.preset.to_dict()))
+        callbacks.append(MlflowTracking(run.tracking, run.folder, preset.to_dict(), run.resume_command))
     return callbacks
 
 
@@ -176,6 +194,7 @@ def build_tuner(run: SearchRun):
     preset = run.preset
     trainable = build_trainable(preset)
     if run.resume:
+        # A restored Tuner runs with the callbacks it was first built with (pickled in its folder).
         return tune.Tuner.restore(run.folder.experiment, trainable, resume_unfinished=True, resume_errored=True)
     searcher, param_space = build_searcher(run)
     return tune.Tuner(
@@ -217,33 +236,60 @@ def prepare_evaluator(preset: SearchPreset) -> None:
 
     from trainables.evaluator_cache import load_or_train_evaluator
 
-    load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
+    with announced(f"loading the {preset.dataset} evaluator (trained and cached on first use)"):
+        evaluator = load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
+    print(f"evaluator {evaluator.hash[:12]}", flush=True)
+
+
+def start_ray(address: str | None, folder: SearchFolder) -> None:
+    import ray
+
+    # "local" starts a fresh Ray here even when a `ray start` cluster runs on this host, which a
+    # bare ray.init() would join.
+    embedded = {"include_dashboard": False} if address is None else {}
+    try:
+        with announced("starting Ray on this machine" if address is None else f"joining the Ray cluster at {address}"):
+            ray.init(address=address or "local", runtime_env={"env_vars": trial_env()}, log_to_driver=False,
+                     **embedded)
+    except Exception as err:  # Ray raises a bare Exception when its node does not come up
+        raise RayStartError(f"Ray did not start ({str(err).splitlines()[0]}); the search can be rerun with "
+                            f"--name {folder.name}") from err
 
 
 def run_search(run: SearchRun) -> dict[str, Any] | None:
-    """Run (or resume) a search to its end; returns the ``best.json`` record, also written to the folder."""
+    """Run (or resume) a search to its end; returns the ``best.json`` record, also written to the folder.
+
+    Raises ``SearchInterrupted`` when SIGINT or SIGTERM stopped it, after every run was ended.
+    """
     import ray
 
     from pipelines.search.progress import best_record, trial_table
+    from pipelines.search.resources import fit_to_nodes, live_nodes, this_machine
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_SNAPSHOT_S)
-    if not run.resume:
-        run.folder.write_search(run.preset.to_dict())
-    prepare_evaluator(run.preset)
-    # "local" starts a fresh Ray here even when a `ray start` cluster runs on this host, which a
-    # bare ray.init() would join.
-    embedded = {"include_dashboard": False} if run.address is None else {}
+    signals = StopSignals()
+    embedded = run.address is None
+    # This machine is known before Ray starts; a cluster's nodes only once joined.
+    if embedded:
+        run = dataclasses.replace(run, preset=fit_to_nodes(run.preset, [this_machine()], True, run.gpus_typed))
+    start_ray(run.address, run.folder)
     try:
-        ray.init(address=run.address or "local", runtime_env={"env_vars": trial_env()}, log_to_driver=False,
-                 **embedded)
-    except Exception as err:  # Ray raises a bare Exception when its node does not come up
-        raise RayStartError(f"Ray did not start ({str(err).splitlines()[0]}); the search can be rerun with "
-                            f"--name {run.folder.name}") from err
-    try:
-        results = build_tuner(run).fit()
+        with signals.caught():
+            if not embedded:
+                run = dataclasses.replace(run, preset=fit_to_nodes(run.preset, live_nodes(), False, run.gpus_typed))
+            preset = run.preset
+            if not run.resume:
+                run.folder.write_search(preset.to_dict())
+            try:
+                prepare_evaluator(preset)
+                results = build_tuner(run).fit()
+            except KeyboardInterrupt:
+                signals.stop(signal.SIGINT)
+                results = None
     finally:
         ray.shutdown()
-    preset = run.preset
+    if signals.received:
+        raise SearchInterrupted(signals, run.resume_command if run.folder.exists() else "")
     print(trial_table(results, preset.metric, preset.mode))
     best = best_record(results, preset.metric, preset.mode)
     if best is not None:

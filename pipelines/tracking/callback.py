@@ -14,43 +14,49 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
+import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 from ray import tune
-from ray.tune.result import AUTO_RESULT_KEYS
 
 from pipelines.search.folder import SearchFolder
 from pipelines.search.outcome import RUN_STATUS, trial_status
+from pipelines.search.stop_signals import stopped_by
+from pipelines.timed_step import announced
+from pipelines.tracking.outbox import Outbox, fail_fast_requests
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS, PARENT_RUN_FILE, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_DATASET, TAG_EVALUATOR,
-    TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+    TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
-from pipelines.tracking.target import TrackingTarget
+from pipelines.tracking.target import TrackingTarget, redacted
 from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
+from trainables.datasets import DATASETS
 from trainables.objectives import is_better
+from trainables.trainer import TRAINING_SIGNALS
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
-NOT_METRICS = set(AUTO_RESULT_KEYS) | {"step", "trial_id", "done", "should_checkpoint"}
+SAMPLES_IMAGE_KEY = "samples"
 
 # The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
 # this value opens the model-training view (runs table and metric charts).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def report_metrics(result: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers of a report worth a curve: finite, not flags, not Tune's bookkeeping."""
+def curve_names(dataset: str) -> frozenset[str]:
+    """The report keys worth a curve: the trainer's signals and the dataset's metrics (not Tune's bookkeeping)."""
+    return frozenset(TRAINING_SIGNALS) | frozenset(DATASETS[dataset].metrics)
+
+
+def report_metrics(result: Mapping[str, Any], curves: frozenset[str]) -> dict[str, float]:
+    """The finite values of a report's ``curves``."""
     return {
         key: float(value)
         for key, value in result.items()
-        if key not in NOT_METRICS
-        and isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
+        if key in curves and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
 
 
@@ -65,27 +71,34 @@ def flat_params(prefix: str, value: Any) -> dict[str, str]:
 
 
 class _TrialRun:
-    """What the callback remembers about one trial's child run."""
+    """What the callback remembers about one trial's child run (``run_id`` is None until it is open)."""
 
-    def __init__(self, run_id: str, params: dict[str, str], best_value: float | None):
-        self.run_id = run_id
+    def __init__(self, params: dict[str, str]):
+        self.run_id: str | None = None
         self.params = params
-        self.best_value = best_value
+        self.best_value: float | None = None
         self.pending_best: tuple[float, int] | None = None
         self.tagged = False
 
 
 class MlflowTracking(tune.Callback):
-    """Logs the search in ``folder`` (``settings``: its resolved preset) into ``target``."""
+    """Logs the search in ``folder`` (``settings``: its resolved preset) into ``target``.
 
-    def __init__(self, target: TrackingTarget, folder: SearchFolder, settings: Mapping[str, Any]):
+    Every write after the parent run is made goes through an ``Outbox``, so a tracking server that
+    is briefly away delays the writes instead of losing them.
+    """
+
+    def __init__(self, target: TrackingTarget, folder: SearchFolder, settings: Mapping[str, Any], resume_command: str):
         self.target = target
         self.folder = folder
         self.search_name = folder.name
         self.settings = dict(settings)
         self.metric = settings["metric"]
         self.mode = settings["mode"]
+        self.curves = curve_names(settings["dataset"])
+        self.resume_command = resume_command
         self.client = None
+        self.outbox: Outbox | None = None
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.trials: dict[str, _TrialRun] = {}
@@ -94,6 +107,8 @@ class MlflowTracking(tune.Callback):
     def setup(self, **info) -> None:
         from mlflow import MlflowClient
 
+        fail_fast_requests()
+        self.outbox = Outbox(redacted(self.target.uri))
         self.client = MlflowClient(self.target.uri)
         self.experiment_id = self._experiment()
         self.parent_id = self._resumed_parent() or self._new_parent()
@@ -112,8 +127,16 @@ class MlflowTracking(tune.Callback):
         except OSError:  # no record yet: a new search
             return None
         run_id = record["parent_run_id"]
-        self.client.update_run(run_id, status="RUNNING")
+        self._reopen(run_id)
         return run_id
+
+    def _reopen(self, run_id: str) -> None:
+        """A run of an interrupted search runs again, without the tags that said how to resume it."""
+        tags = self.client.get_run(run_id).data.tags
+        for stale in (TAG_RESUME, TAG_STATUS):
+            if stale in tags:
+                self.client.delete_tag(run_id, stale)
+        self.client.update_run(run_id, status="RUNNING")
 
     def _new_parent(self) -> str:
         tags = {
@@ -132,7 +155,7 @@ class MlflowTracking(tune.Callback):
         params.update(flat_params("space", self.settings.get("params", {})))
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         self.client.log_text(run_id, yaml.safe_dump(self.settings, sort_keys=False), "search.yaml")
-        self.folder.write_text(PARENT_RUN_FILE, json.dumps({"parent_run_id": run_id, "tracking_uri": self.target.uri}))
+        self.folder.write_text(PARENT_RUN_FILE, json.dumps({"parent_run_id": run_id, "tracking_uri": redacted(self.target.uri)}))
         return run_id
 
     # ----------------------------------------------------------------------- child runs
@@ -141,41 +164,46 @@ class MlflowTracking(tune.Callback):
         return self.client.search_runs([self.experiment_id], query, max_results=5000)
 
     def _trial_run(self, trial) -> _TrialRun:
-        """The trial's child run: remembered, found again by its Ray trial id, or created."""
+        """The trial's child run, opened (found again by its Ray trial id, or created) through the outbox."""
         if trial.trial_id in self.trials:
             return self.trials[trial.trial_id]
-        found = self._children(f"tags.`{TAG_TRIAL_ID}` = '{trial.trial_id}'")
-        if found:
-            run = found[0]
-            self.client.update_run(run.info.run_id, status="RUNNING")
-            best = run.data.tags.get(TAG_BEST_VALUE)
-            state = _TrialRun(run.info.run_id, dict(run.data.params), float(best) if best else None)
-        else:
-            state = self._new_child(trial)
+        config = {key: value for key, value in trial.config.items() if value is not None}
+        state = _TrialRun({key: str(value) for key, value in config.items()})
         self.trials[trial.trial_id] = state
+        self.outbox.put(f"opening the run of trial {trial.trial_id}",
+                        lambda: self._open_child(trial.trial_id, str(trial), config, state))
         return state
 
-    def _new_child(self, trial) -> _TrialRun:
+    def _open_child(self, trial_id: str, name: str, config: dict[str, Any], state: _TrialRun) -> None:
         from mlflow.entities import Param
 
-        config = {key: value for key, value in trial.config.items() if value is not None}
+        found = self._children(f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'")
+        if found:
+            run = found[0]
+            self._reopen(run.info.run_id)
+            best = run.data.tags.get(TAG_BEST_VALUE)
+            state.best_value = float(best) if best else state.best_value
+            state.run_id = run.info.run_id
+            return
         tags = {
             TAG_PARENT: self.parent_id,
             TAG_ROLE: "trial",
             TAG_SEARCH: self.search_name,
-            TAG_TRIAL_ID: trial.trial_id,
+            TAG_TRIAL_ID: trial_id,
             TAG_METRIC: self.metric,
             TAG_MODE: self.mode,
             TAG_STATUS: "running",
             **{key: str(config[key]) for key in TRIAL_TAG_KEYS if key in config},
         }
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=str(trial))
-        params = {key: str(value) for key, value in config.items()}
-        self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        return _TrialRun(run.info.run_id, params, None)
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
+        self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in state.params.items()])
+        state.run_id = run.info.run_id
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._trial_run(trial)
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.outbox.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         from mlflow.entities import Metric, RunTag
@@ -183,7 +211,7 @@ class MlflowTracking(tune.Callback):
         state = self._trial_run(trial)
         step = int(result.get("step", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
-        values = report_metrics(result)
+        values = report_metrics(result, self.curves)
         if result.get("diverged"):
             values.pop(self.metric, None)  # the search's penalty, not a measurement
         # PBT changes a running trial's hyperparameters; MLflow params are immutable, so the
@@ -200,7 +228,8 @@ class MlflowTracking(tune.Callback):
                 tags.append(RunTag(TAG_EVALUATOR, str(result["evaluator_hash"])))
             state.tagged = True
         metrics = [Metric(key, value, now, step) for key, value in values.items()]
-        self.client.log_batch(state.run_id, metrics=metrics, tags=tags)
+        self.outbox.put(f"step {step} of trial {trial.trial_id}",
+                        lambda: self.client.log_batch(state.run_id, metrics=metrics, tags=tags))
         value = values.get(self.metric)
         if value is not None and not result.get("diverged") and is_better(value, state.best_value, self.mode):
             state.pending_best = (value, step)
@@ -209,25 +238,51 @@ class MlflowTracking(tune.Callback):
         """Log the sample grid of the report this checkpoint belongs to, and the checkpoint if best."""
         state = self._trial_run(trial)
         step = int((trial.last_result or {}).get("step", 0))
-        with checkpoint.as_directory() as folder, tempfile.TemporaryDirectory() as scratch:
+        with checkpoint.as_directory() as folder:
             samples = Path(folder) / SAMPLES_FILE
             if samples.is_file():
-                named = Path(scratch) / f"step_{step:07d}.png"
-                shutil.copyfile(samples, named)
-                self.client.log_artifact(state.run_id, str(named), SAMPLES_ARTIFACTS)
+                picture = self.outbox.keep_copy(samples, SAMPLES_FILE)
+                self.outbox.put(f"the samples of step {step} of trial {trial.trial_id}",
+                                lambda: self._log_samples(state, picture, step))
             if state.pending_best is not None and state.pending_best[1] == step:
-                self.client.log_artifact(state.run_id, str(Path(folder) / CHECKPOINT_FILE), CHECKPOINT_ARTIFACTS)
                 value, _ = state.pending_best
-                self.client.set_tag(state.run_id, TAG_BEST_VALUE, repr(value))
-                self.client.set_tag(state.run_id, TAG_BEST_STEP, str(step))
                 state.best_value, state.pending_best = value, None
+                weights = self.outbox.keep_copy(Path(folder) / CHECKPOINT_FILE, CHECKPOINT_FILE)
+                self.outbox.put(f"the best checkpoint of trial {trial.trial_id}",
+                                lambda: self._log_best(state, weights, value, step))
+
+    def _log_samples(self, state: _TrialRun, picture: Path, step: int) -> None:
+        """The sample grid twice: as an MLflow image at its step, which the run page shows per step,
+        and as ``samples/step_NNNNNNN.png``, a name ``gantune report`` reads without depending on how
+        MLflow names its image files."""
+        from PIL import Image
+
+        with Image.open(picture) as image:
+            self.client.log_image(state.run_id, image.copy(), key=SAMPLES_IMAGE_KEY, step=step, synchronous=True)
+        named = picture.with_name(f"step_{step:07d}.png")
+        picture.rename(named)
+        self.client.log_artifact(state.run_id, str(named), SAMPLES_ARTIFACTS)
+        shutil.rmtree(picture.parent, ignore_errors=True)
+
+    def _log_best(self, state: _TrialRun, weights: Path, value: float, step: int) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_artifact(state.run_id, str(weights), CHECKPOINT_ARTIFACTS)
+        self.client.log_batch(state.run_id, tags=[RunTag(TAG_BEST_VALUE, repr(value)), RunTag(TAG_BEST_STEP, str(step))])
+        shutil.rmtree(weights.parent, ignore_errors=True)
 
     # ------------------------------------------------------------------------ endings
     def _end_trial(self, trial, errored: bool) -> None:
         state = self._trial_run(trial)
         status = trial_status(trial.last_result or {}, errored)
-        self.client.set_tag(state.run_id, TAG_STATUS, status)
-        self.client.set_terminated(state.run_id, status=RUN_STATUS[status])
+        self.outbox.put(f"the end of trial {trial.trial_id}", lambda: self._close(state.run_id, status))
+
+    def _close(self, run_id: str, status: str, extra_tags: Mapping[str, str] = {}) -> None:
+        from mlflow.entities import RunTag
+
+        tags = [RunTag(TAG_STATUS, status), *(RunTag(k, v) for k, v in extra_tags.items())]
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status=RUN_STATUS[status])
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end_trial(trial, errored=False)
@@ -236,18 +291,31 @@ class MlflowTracking(tune.Callback):
         self._end_trial(trial, errored=True)
 
     def on_experiment_end(self, trials, **info) -> None:
-        """End every run left open, write the summary, and log the best trial's generator."""
+        """End every run left open; then, unless a signal stopped the search, write the summary and
+        log the best trial's generator."""
+        self.outbox.drain()
+        signum = stopped_by()
+        if signum is not None:
+            self._end_interrupted(trials, signal.Signals(signum).name)
+            return
         # A trial the search's time budget stopped is TERMINATED without an on_trial_complete; it
         # ended early like an ASHA-stopped one. Runs of no trial this driver knows are leftovers.
         by_id = {trial.trial_id: trial for trial in trials}
         for run in self._children("attributes.status = 'RUNNING'"):
             trial = by_id.get(run.data.tags.get(TAG_TRIAL_ID))
-            if trial is not None:
-                self._end_trial(trial, errored=trial.status == "ERROR")
-                continue
-            self.client.set_tag(run.info.run_id, TAG_STATUS, "errored")
-            self.client.set_terminated(run.info.run_id, status="KILLED")
+            status = trial_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
+            self._close(run.info.run_id, status)
         best = summarise_search(self.client, self.parent_id, self._children(), self.metric, self.mode)
         if best is not None:
-            log_best_model(self.client, best, self.search_name)
+            with announced("logging the best generator as a model"):
+                log_best_model(self.client, best, self.search_name)
         self.client.set_terminated(self.parent_id, status="FINISHED")
+
+    def _end_interrupted(self, trials, signal_name: str) -> None:
+        """Runs of unfinished trials and the parent end KILLED, each tagged with the command that resumes them."""
+        resume = {TAG_RESUME: self.resume_command}
+        for run in self._children("attributes.status = 'RUNNING'"):
+            self._close(run.info.run_id, "interrupted", resume)
+        self.client.set_tag(self.parent_id, TAG_RESUME, self.resume_command)
+        self.client.set_tag(self.parent_id, TAG_STATUS, f"interrupted by {signal_name}")
+        self.client.set_terminated(self.parent_id, status="KILLED")

@@ -2,25 +2,83 @@
 
 ``gantune promote``, ``report``, ``export`` and ``generate`` all read the store; every lookup that
 fails (unknown experiment, search, run; an unreachable server) ends as one ``UsageError`` line
-instead of an MLflow traceback.
+instead of an MLflow traceback. The store itself is checked before MLflow opens it: MLflow would
+create a missing SQLite file (leaving an empty ``mlflow.db`` behind a command that then fails),
+retry an unreachable server for minutes, and answer an unknown scheme with a traceback.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, TypeVar
+from urllib.parse import urlsplit
 
+from pipelines.output_folder import check_sqlite_target, is_sqlite_database
 from pipelines.tracking.tags import TAG_ROLE
-from pipelines.tracking.target import TRACKING_ENV
+from pipelines.tracking.target import TRACKING_ENV, check_reachable
 from trainables.errors import UsageError
 
 T = TypeVar("T")
 
+SERVER_SCHEMES = ("http", "https")
+DATABASE_DIALECTS = ("postgresql", "mysql", "mssql")  # each may carry a driver: postgresql+psycopg2://
+HOSTED_STORES = ("databricks", "databricks-uc", "uc")
+STORE_HINT = "pass --tracking-uri http(s)://HOST:PORT of an MLflow server or sqlite:///STORAGE/NAME/mlflow.db of a search"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URL; None for any other URL and for an in-memory database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def chosen_store(tracking_uri: str | None) -> tuple[str, str]:
+    """The tracking URI a command uses and what named it: ``--tracking-uri``, ``$MLFLOW_TRACKING_URI`` or MLflow's default."""
+    if tracking_uri:
+        return tracking_uri, "--tracking-uri"
+    if os.environ.get(TRACKING_ENV):
+        return os.environ[TRACKING_ENV], f"${TRACKING_ENV}"
+    import mlflow
+
+    return mlflow.get_tracking_uri(), "MLflow's default tracking URI"
+
+
+def check_store(uri: str, named: str, *, existing: bool) -> None:
+    """A tracking URI MLflow can open: a server that answers, or a SQLite file that exists (``existing``, for
+    commands that read a store) or can be created; other databases and hosted stores are left to MLflow."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in SERVER_SCHEMES:
+        check_reachable(uri)
+        return
+    if scheme.split("+")[0] in DATABASE_DIALECTS or uri.split(":")[0].lower() in HOSTED_STORES:
+        return
+    database = sqlite_path(uri)
+    if database is None:
+        raise UsageError(f"{named} {uri} is not an MLflow tracking URI; {STORE_HINT}")
+    if not existing:
+        check_sqlite_target(named, uri, database)
+    elif not database.exists():
+        raise UsageError(f"{named} {uri}: {database} does not exist; {STORE_HINT}")
+    elif not is_sqlite_database(database):
+        raise UsageError(f"{named} {uri}: {database} is not an SQLite database; {STORE_HINT}")
+
 
 def tracking_client(tracking_uri: str | None):
+    """A client of the store a reading command names, checked first (see the module's docstring)."""
+    uri, named = chosen_store(tracking_uri)
+    check_store(uri, named, existing=True)
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri or os.environ.get(TRACKING_ENV) or None)
+    return ask(f"{named} {uri}", lambda: MlflowClient(uri))
 
 
 def mlflow_failure(what: str, err: Exception) -> UsageError:

@@ -24,6 +24,7 @@ TAG_BEST_VALUE = "gantune.best_value"
 TAG_BEST_STEP = "gantune.best_step"
 TAG_BEST_RUN = "gantune.best_run_id"
 TAG_MODEL = "gantune.model"
+TAG_RESUME = "gantune.resume"  # on a run a signal stopped: the command that continues the search
 TAG_PARENT = "mlflow.parentRunId"
 
 

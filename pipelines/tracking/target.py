@@ -15,10 +15,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from trainables.errors import Unreachable, UsageError
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
+USERNAME_ENV = "MLFLOW_TRACKING_USERNAME"
+PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"
 EMBEDDED_DB = "mlflow.db"
 EMBEDDED_ARTIFACTS = "mlartifacts"
 CONNECT_TIMEOUT_S = 3.0
@@ -31,6 +34,34 @@ class TrackingTarget:
     uri: str
     experiment: str
     artifact_location: str | None = None
+
+
+def redacted(uri: str) -> str:
+    """``uri`` with any ``user:password@`` removed: what may be printed, logged or written to a file."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def credentials_to_env(uri: str) -> str:
+    """``uri`` without its ``user:password@``, which go to this process's $MLFLOW_TRACKING_USERNAME
+    and $MLFLOW_TRACKING_PASSWORD instead; a URI without a password is returned as it is.
+
+    MLflow's client sends that pair as basic auth, as it would the pair in the URI. But to MLflow
+    and Ray a URI is no secret: MLflow prints run links built from it, and Ray Tune pickles the
+    tracking callback that holds it into the search folder.
+    """
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    os.environ[USERNAME_ENV] = unquote(parts.username or "")
+    os.environ[PASSWORD_ENV] = unquote(parts.password)
+    return redacted(uri)
 
 
 def embedded_target(search_path: str, experiment: str) -> TrackingTarget:
@@ -46,13 +77,14 @@ def check_reachable(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_S).close()
+        urllib.request.urlopen(f"{redacted(uri).rstrip('/')}/health", timeout=CONNECT_TIMEOUT_S).close()
     except urllib.error.HTTPError:
         return  # it answered, if not with a health page
     except (OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err
         raise Unreachable(
-            f"tracking URI {uri}: no MLflow server answers ({reason}); start one with mlflow/serve.sh or fix the URI"
+            f"tracking URI {redacted(uri)}: no MLflow server answers ({reason}); "
+            "start one with mlflow/serve.sh or fix the URI"
         ) from None
 
 
@@ -75,6 +107,7 @@ def resolve_tracking(
     uri = tracking_uri or os.environ.get(TRACKING_ENV) or None
     name = experiment or search_name
     if uri is not None:
+        uri = credentials_to_env(uri)
         check_reachable(uri)
         return TrackingTarget(uri, name)
     if not search_is_local:

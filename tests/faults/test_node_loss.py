@@ -1,0 +1,195 @@
+"""Losing a worker node mid-search: its trial goes on from its last checkpoint on another node, and
+nothing is lost or counted twice, neither in Tune's experiment nor in the MLflow runs.
+
+A real cluster (``ray_cluster``: a head with no CPUs, two one-CPU worker nodes, each a ``ray start``
+process) runs ``gantune search --address`` as a separate driver process. Once a trial on a worker
+node has reported (and so checkpointed) at least once and still has steps to go, every process of
+that node is SIGKILLed. Tune's ``FailureConfig(max_failures=2)`` must then restore the trial from
+its checkpoint on the surviving worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
+
+from checks import TEST_PRESETS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRESET = TEST_PRESETS / "node_loss_grid25.yaml"
+NAME = "node-loss"
+VICTIM_S = 300  # a worker trial with a checkpoint appears well before this
+SEARCH_S = 480  # the whole search, node loss and restore included
+
+
+def read_rows(result: Path) -> list[dict]:
+    """The reports in a trial's result.json; a line still being written is left out."""
+    rows = []
+    for line in result.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def read_trials(experiment: Path) -> dict[str, dict]:
+    trials = {}
+    for result in experiment.glob("*/result.json"):
+        rows = read_rows(result)
+        if rows:
+            trials[rows[0]["trial_id"]] = {"folder": result.parent, "rows": rows}
+    return trials
+
+
+def final_statuses(experiment: Path) -> dict[str, dict]:
+    """Each trial's status and failure count in the driver's last experiment snapshot."""
+    snapshot = max(experiment.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
+    trials = {}
+    for trial_json, metadata_json in json.loads(snapshot.read_text())["trial_data"]:
+        trial, metadata = json.loads(trial_json), json.loads(metadata_json)
+        trials[trial["trial_id"]] = {"status": trial["status"], "num_failures": metadata["num_failures"],
+                                     "error_file": metadata["error_filename"]}
+    return trials
+
+
+@dataclass(frozen=True)
+class Victim:
+    trial_id: str
+    pid: int  # the worker process that ran the trial
+    node: object  # the RayNode it ran on
+    step: int  # its last report the driver had logged before the kill
+
+
+def find_victim(cluster, experiment: Path, max_steps: int, every: int) -> Victim | None:
+    """A running trial on a worker node that has a checkpoint and at least two reports to go."""
+    for trial_id, trial in read_trials(experiment).items():
+        last = trial["rows"][-1]
+        if last["status"] != "running" or last["step"] > max_steps - 2 * every:
+            continue
+        if not any(trial["folder"].glob("checkpoint_*")):
+            continue
+        node = cluster.node_of(last["pid"])
+        if node in cluster.workers:
+            return Victim(trial_id, last["pid"], node, last["step"])
+    return None
+
+
+def wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        if process.poll() is not None:
+            raise AssertionError(f"the search ended (exit {process.returncode}) before {what}:\n"
+                                 f"{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n{log.read_text()[-3000:]}")
+
+
+def test_a_killed_worker_nodes_trial_resumes_from_its_checkpoint_and_nothing_is_lost(
+        ray_cluster, mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    preset = yaml.safe_load(PRESET.read_text())
+    num_samples, max_steps = preset["budget"]["num_samples"], preset["budget"]["max_steps"]
+    every = preset["params"]["eval_every"]
+    expected_steps = list(range(every, max_steps + 1, every))
+    experiment = tmp_path / NAME / "tune"
+    log = tmp_path / "driver.log"
+    started = time.monotonic()
+    with log.open("w") as sink:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "search", "--config", str(PRESET), "--address", ray_cluster.address,
+             "--storage", str(tmp_path), "--shared-storage", "--name", NAME, "--tracking-uri", mlflow_server,
+             "--experiment", "faults-node-loss"],
+            cwd=REPO_ROOT, env=ray_cluster.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        victim = wait_for(lambda: find_victim(ray_cluster, experiment, max_steps, every),
+                          "a running trial with a checkpoint on a worker node", driver, VICTIM_S, log)
+        killed = victim.node.kill()
+        killed_at = time.monotonic()
+        assert victim.pid in killed
+        survivor = next(node for node in ray_cluster.workers if node is not victim.node)
+        assert survivor.members(), "the other worker node must still run"
+        code = driver.wait(timeout=SEARCH_S)
+        ended = time.monotonic()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    seconds = ended - started
+    assert code == 0, log.read_text()[-4000:]
+
+    trials = read_trials(experiment)
+    statuses = final_statuses(experiment)
+    steps = {trial_id: [row["step"] for row in trial["rows"]] for trial_id, trial in trials.items()}
+    rows = trials[victim.trial_id]["rows"]
+    before = [row for row in rows if row["pid"] == victim.pid]
+    after = [row for row in rows if row["pid"] != victim.pid]
+    client = MlflowClient(mlflow_server)
+    experiment_id = client.get_experiment_by_name("faults-node-loss").experiment_id
+    runs = client.search_runs([experiment_id], f"tags.`{TAG_SEARCH}` = '{NAME}'", max_results=1000)
+    parents = [run for run in runs if run.data.tags.get(TAG_ROLE) == "search"]
+    children = [run for run in runs if run.data.tags.get(TAG_ROLE) == "trial"]
+    run_trial_ids = [run.data.tags[TAG_TRIAL_ID] for run in children]
+    running = [run.info.run_id for run in runs if run.info.status == "RUNNING"]
+    histories = {run.data.tags[TAG_TRIAL_ID]: [m.step for m in client.get_metric_history(run.info.run_id, "js_modes")]
+                 for run in children}
+    figures = {
+        "node_start_s": {node.name: round(node.start_s, 1) for node in ray_cluster.nodes},
+        "search_s": round(seconds, 1),
+        "search_s_after_kill": round(ended - killed_at, 1),
+        "victim": {"trial": victim.trial_id, "node_processes_killed": len(killed),
+                   "last_step_before_kill": before[-1]["step"] if before else None,
+                   "first_step_after": after[0]["step"] if after else None},
+        "trials_lost": num_samples - sum(trial["rows"][-1]["step"] == max_steps for trial in trials.values()),
+        "runs_left_running": len(running),
+        "duplicated_runs": len(run_trial_ids) - len(set(run_trial_ids)),
+        "metric_points_lost": num_samples * len(expected_steps) - sum(len(set(h)) for h in histories.values()),
+        "metric_points_duplicated": sum(len(history) - len(set(history)) for history in histories.values()),
+    }
+    print(f"\nnode loss figures: {json.dumps(figures)}")
+
+    # Tune: every trial is there, ended, and reported each step exactly once.
+    assert len(trials) == num_samples and sorted(statuses) == sorted(trials), figures
+    assert {trial_id: trial["status"] for trial_id, trial in statuses.items()} == dict.fromkeys(trials, "TERMINATED")
+    assert all(trial["rows"][-1]["status"] == "completed" for trial in trials.values())
+    assert steps == dict.fromkeys(trials, expected_steps)  # no report lost, none repeated, no restart from 0
+
+    # The killed node's trial failed once, for the loss of its actor, and went on from its last
+    # checkpoint in another process.
+    assert statuses[victim.trial_id]["num_failures"] == 1
+    assert all(trial["num_failures"] == 0 for trial_id, trial in statuses.items() if trial_id != victim.trial_id)
+    error = (trials[victim.trial_id]["folder"] / statuses[victim.trial_id]["error_file"]).read_text()
+    assert re.search(r"unavailable|died|dead", error, re.IGNORECASE), error[-2000:]
+    assert before and after and rows == before + after, [(row["step"], row["pid"]) for row in rows]
+    assert victim.step <= before[-1]["step"] < max_steps
+    # Restored, not restarted: the new process's first report continues the old one's steps (a
+    # fresh start would report `every` again), and Tune counts it as the first since a restore.
+    assert after[0]["step"] == before[-1]["step"] + every > every
+    assert after[0]["iterations_since_restore"] == 1
+    assert not {row["pid"] for row in after} & set(killed)
+
+    # MLflow: one child run per trial, ended as finished, holding each report once.
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(run_trial_ids) == sorted(trials), figures
+    assert not running, figures
+    assert [(run.info.status, run.data.tags[TAG_STATUS]) for run in children] == [("FINISHED", "completed")] * num_samples
+    assert histories == dict.fromkeys(trials, expected_steps), figures
+
+    best = json.loads((tmp_path / NAME / "best.json").read_text())
+    assert best["trial_id"] in trials
