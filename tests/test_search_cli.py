@@ -39,7 +39,7 @@ BAD_INPUTS = [
     ("zero time budget", "dataset: grid25\n", ["--time-budget", "0"], "--time-budget must be a number > 0"),
     ("text cpus", "dataset: grid25\n", ["--cpus-per-trial", "many"], "--cpus-per-trial must be a number > 0"),
     ("negative gpus", "dataset: grid25\n", ["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),
-    ("fractional trials", "dataset: grid25\n", ["--num-samples", "2.5"], "--num-samples must be an integer >= 1, got '2.5'"),
+    ("fractional trials", "dataset: grid25\n", ["--num-samples", "2.5"], "--num-samples must be an integer >= 1"),
     ("text concurrency", "dataset: grid25\n", ["--max-concurrent", "all"], "--max-concurrent must be an integer >= 1"),
     ("nan time budget", "dataset: grid25\n", ["--time-budget", "nan"], "--time-budget must be a number > 0, got 'nan'"),
     ("inf time budget", "dataset: grid25\n", ["--time-budget", "inf"], "--time-budget must be a number > 0, got 'inf'"),

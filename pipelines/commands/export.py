@@ -26,9 +26,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from pipelines.output_folder import check_output_folder
     from pipelines.registry.export_writer import check_export_target, write_export
     from pipelines.registry.model_source import record_from_source
 
+    check_output_folder("--out", args.out)
     check_export_target(Path(args.out), args.overwrite)
     with tempfile.TemporaryDirectory(prefix="gantune-export-") as scratch:
         record = record_from_source(args.checkpoint, args.model, args.run_id, args.tracking_uri, scratch)

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from pipelines.commands.flags import add_tracking_uri
+from pipelines.output_folder import check_output_file
 from trainables.atomic import write_atomically
 from trainables.errors import UsageError
 
@@ -61,8 +62,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"--out {args.out!r} must end in {', '.join(IMAGE_SUFFIXES)}")
-    if not out.parent.is_dir():
-        raise UsageError(f"--out {args.out!r}: folder {str(out.parent)!r} does not exist")
+    check_output_file("--out", out)
     from pipelines.registry.model_source import load_generator
     from trainables.datasets import DATASETS
     from trainables.pictures import write_picture

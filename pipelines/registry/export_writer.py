@@ -154,7 +154,7 @@ def _fill_folder(folder: Path, record: GeneratorRecord) -> None:
 def check_export_target(out: Path, overwrite: bool) -> None:
     """An existing ``out`` is replaced only with ``overwrite``; checked before any work is done."""
     if out.exists() and not overwrite:
-        raise UsageError(f"export: {str(out)!r} already exists; choose a new --out folder or pass --overwrite")
+        raise UsageError(f"--out {str(out)!r} already exists; choose a new --out folder or pass --overwrite")
 
 
 def write_export(record: GeneratorRecord, out: str | Path, overwrite: bool = False) -> Path:

@@ -24,7 +24,8 @@ T = TypeVar("T")
 SERVER_SCHEMES = ("http", "https")
 DATABASE_DIALECTS = ("postgresql", "mysql", "mssql")  # each may carry a driver: postgresql+psycopg2://
 HOSTED_STORES = ("databricks", "databricks-uc", "uc")
-STORE_HINT = "pass --tracking-uri http(s)://HOST:PORT of an MLflow server or sqlite:///STORAGE/NAME/mlflow.db of a search"
+STORE_HINT = ("pass --tracking-uri http(s)://HOST:PORT of an MLflow server "
+              "or sqlite:///STORAGE/NAME/mlflow.db of a search")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -42,7 +43,8 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def chosen_store(tracking_uri: str | None) -> tuple[str, str]:
-    """The tracking URI a command uses and what named it: ``--tracking-uri``, ``$MLFLOW_TRACKING_URI`` or MLflow's default."""
+    """The tracking URI a command uses, and what named it: ``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``,
+    else MLflow's default."""
     if tracking_uri:
         return tracking_uri, "--tracking-uri"
     if os.environ.get(TRACKING_ENV):

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from pipelines.cli import main
@@ -23,13 +24,15 @@ from trainables.objectives import WORST_VALUE
 from checks import TEST_PRESETS
 
 PRESET = TEST_PRESETS / "diverging_mix_grid25.yaml"
+STOPPED_PRESET = TEST_PRESETS / "asha_stopped_grid25.yaml"
 NAME = "diverging-mix"
 EXPERIMENT = "faults-divergence"
 DIVERGING_LR = 10000.0
 
 
 def counting(record: Path):
-    """``train_gan`` that appends, per trial, what its worker process holds before and after it.
+    """``train_gan`` that appends, per trial, what its worker process holds before and after it, and
+    the exception it ended with, if any.
 
     Defined in a function so Ray pickles it by value; inside the worker it runs the real
     ``train_gan`` and counts with ``gc.get_objects()`` (no collection of its own first: freeing the
@@ -57,11 +60,15 @@ def counting(record: Path):
             }
 
         before = holding()
+        raised = None
         try:
             tune_trainable.train_gan(config, metric=metric, mode=mode, cpus=cpus)
-        finally:
+        except BaseException as err:  # a scheduler's stop, raised inside tune.report
+            raised = type(err).__name__
+            raise
+        finally:  # an exception still in flight here was in flight in train_gan's own finally
             line = {"trial_id": tune.get_context().get_trial_id(), "pid": os.getpid(), "lr_d": config["lr_d"],
-                    "before": before, "after": holding()}
+                    "raised": raised, "before": before, "after": holding()}
             with open(record, "a") as sink:
                 sink.write(json.dumps(line) + "\n")
 
@@ -151,6 +158,7 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     holding = [json.loads(line) for line in record.read_text().splitlines()]
     assert sorted(entry["trial_id"] for entry in holding) == sorted(trials)
     for entry in holding:
+        assert entry["raised"] is None, entry  # a diverged trial returns: it ends itself
         assert entry["after"]["trainers"] == entry["after"]["modules"] == entry["after"]["optimizers"] == 0, entry
         assert entry["before"]["trainers"] == 0, entry
     # Both processes ran a diverged trial and then further trials: the reused worker did not grow.
@@ -163,3 +171,26 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     for entries in by_pid.values():
         held = [entry["after"]["tensor_bytes"] for entry in entries]
         assert held == [held[0]] * len(held), entries  # the first trial loads the dataset, kept for later ones
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "product bug: ASHA stops a trial by raising SystemExit inside tune.report, and the traceback keeps "
+    "run_reports' frame, and with it the Trainer, alive while train_gan's finally runs, so its del / "
+    "gc.collect() / torch.cuda.empty_cache() free nothing of the trial; fix in trainables/tune_trainable.py: "
+    "`except BaseException as err: traceback.clear_frames(err.__traceback__); raise` before the finally"))
+def test_a_trial_the_scheduler_stops_holds_no_trainer_when_its_trainable_ends(tmp_path, monkeypatch, capsys):
+    import trainables.tune_trainable
+
+    record = tmp_path / "holding.jsonl"
+    monkeypatch.setattr(trainables.tune_trainable, "train_gan", counting(record))
+    code = main(["search", "--config", str(STOPPED_PRESET), "--storage", str(tmp_path), "--name", "stopped"])
+    out = capsys.readouterr().out
+    if code != 0 or not record.is_file():  # not the failure this test expects: no xfail for it
+        raise RuntimeError(f"the search failed (exit {code}):\n{out[-3000:]}")
+    holding = [json.loads(line) for line in record.read_text().splitlines()]
+    stopped = [entry for entry in holding if entry["raised"]]
+    if not stopped:
+        raise RuntimeError(f"no trial was seen ending by a scheduler stop: {holding}")
+    print(f"\nscheduler-stopped trials, Trainers held as their trainable ended: {[e['after']['trainers'] for e in stopped]}")
+    for entry in stopped:
+        assert entry["after"]["trainers"] == entry["after"]["modules"] == entry["after"]["optimizers"] == 0, entry
