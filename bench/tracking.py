@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipelines.search.folder import SearchFolder
 from pipelines.search.runner import SearchRun, run_search
-from pipelines.tracking.target import TrackingTarget, embedded_target
+from pipelines.tracking.target import TrackingTarget, credentials_to_env, embedded_target
 from search_spaces.preset import load_preset, with_overrides
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gantune-bench-") as scratch:
         storage = Path(scratch)
         plain = timed_search(preset, storage, "plain", None)
-        target = (TrackingTarget(args.tracking_uri, "bench-tracked") if args.tracking_uri
+        target = (TrackingTarget(credentials_to_env(args.tracking_uri), "bench-tracked") if args.tracking_uri
                   else embedded_target(str(storage / "tracked"), "bench-tracked"))
         tracked = timed_search(preset, storage, "tracked", target)
         exported, loaded = export_times(target, storage)

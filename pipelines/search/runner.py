@@ -252,6 +252,9 @@ def start_ray(address: str | None, folder: SearchFolder) -> None:
             ray.init(address=address or "local", runtime_env={"env_vars": trial_env()}, log_to_driver=False,
                      **embedded)
     except Exception as err:  # Ray raises a bare Exception when its node does not come up
+        if any("InvalidAuthToken" in str(link) for link in (err, err.__cause__, err.__context__) if link is not None):
+            raise RayStartError(f"the Ray cluster at {address} refused this driver's token; export RAY_AUTH_MODE=token "
+                                "and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holding the cluster's token") from err
         raise RayStartError(f"Ray did not start ({str(err).splitlines()[0]}); the search can be rerun with "
                             f"--name {folder.name}") from err
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pipelines.output_folder import check_sqlite_target, is_sqlite_database
 from pipelines.tracking.tags import TAG_ROLE
-from pipelines.tracking.target import TRACKING_ENV, check_reachable
+from pipelines.tracking.target import TRACKING_ENV, check_reachable, credentials_to_env, redacted
 from trainables.errors import UsageError
 
 T = TypeVar("T")
@@ -75,8 +75,11 @@ def check_store(uri: str, named: str, *, existing: bool) -> None:
 
 
 def tracking_client(tracking_uri: str | None):
-    """A client of the store a reading command names, checked first (see the module's docstring)."""
-    uri, named = chosen_store(tracking_uri)
+    """A client of the store a reading command names, checked first (see the module's docstring).
+
+    A password in the URI moves to MLflow's credential variables, so no message or link shows it."""
+    named_uri, named = chosen_store(tracking_uri)
+    uri = credentials_to_env(named_uri)
     check_store(uri, named, existing=True)
     from mlflow import MlflowClient
 
@@ -101,7 +104,7 @@ def find_search(client, experiment_name: str, run_id: str | None):
     """The parent run of ``--search RUN_ID`` in the experiment, else the experiment's latest search."""
     experiment = ask(f"--experiment {experiment_name}", lambda: client.get_experiment_by_name(experiment_name))
     if experiment is None:
-        raise UsageError(f"--experiment {experiment_name!r} does not exist at {client.tracking_uri}; "
+        raise UsageError(f"--experiment {experiment_name!r} does not exist at {redacted(client.tracking_uri)}; "
                          "check the name and --tracking-uri")
     if run_id:
         run = ask(f"--search {run_id}", lambda: client.get_run(run_id))
