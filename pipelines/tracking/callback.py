@@ -293,7 +293,8 @@ class MlflowTracking(tune.Callback):
     def on_experiment_end(self, trials, **info) -> None:
         """End every run left open; then, unless a signal stopped the search, write the summary and
         log the best trial's generator."""
-        self.outbox.drain()
+        if not self.outbox.drain():
+            return  # the server is gone: its runs stay open until a --resume or a rerun finds it back
         signum = stopped_by()
         if signum is not None:
             self._end_interrupted(trials, signal.Signals(signum).name)

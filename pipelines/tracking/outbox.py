@@ -97,8 +97,9 @@ class Outbox:
             self._outage_since = None
         return True
 
-    def drain(self, timeout_s: float = DRAIN_S) -> None:
-        """At the end of a search: wait up to ``timeout_s`` for the server to take what is left."""
+    def drain(self, timeout_s: float = DRAIN_S) -> bool:
+        """At the end of a search: wait up to ``timeout_s`` for the server to take what is left;
+        False when it did not come back."""
         deadline = time.monotonic() + timeout_s
         while not self.flush(force=True) and time.monotonic() < deadline:
             time.sleep(RETRY_PERIOD_S)  # waiting for a server that is down: nothing to poll but it
@@ -108,6 +109,7 @@ class Outbox:
                   "were not logged (the trials' results stay in the search folder)", file=sys.stderr, flush=True)
             self.pending.clear()
         shutil.rmtree(self.spool, ignore_errors=True)
+        return self._outage_since is None
 
     def _note_outage(self, err: Exception) -> None:
         if self._outage_since is None:
