@@ -21,7 +21,7 @@ from pipelines.search.outcome import trial_status
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, wait_for
 
 STEPS = 600
 
@@ -184,18 +184,6 @@ def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
 
 
 
-def _wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float = 300.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        if process.poll() is not None:
-            raise AssertionError(f"the search ended before {what}")
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
@@ -216,7 +204,7 @@ def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server,
                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # Killed while both trials run and have logged an evaluation (and so hold a checkpoint).
-        _wait_for(lambda: [run for run in runs("RUNNING") if "js_modes" in run.data.metrics][1:],
+        wait_for(lambda: [run for run in runs("RUNNING") if "js_modes" in run.data.metrics][1:],
                   "two running trials with an evaluation", driver)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import tempfile
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -124,9 +125,13 @@ def train_gan(config: dict[str, Any], metric: str, mode: str, cpus: float) -> No
         if note:
             print(f"gantune trial: {note}", flush=True)
         run_reports(trainer, TuneSink(metric, mode, note))
+    except BaseException as stop:
+        # ASHA stops a trial by raising inside tune.report: the traceback keeps run_reports' frame,
+        # and with it the trainer, alive unless its frames are cleared.
+        traceback.clear_frames(stop.__traceback__)
+        raise
     finally:
-        # ASHA stops a trial by raising inside tune.report, and a reused actor outlives the trial:
-        # release the trial's device memory whichever way it ends.
+        # A reused actor outlives the trial: release the trial's device memory whichever way it ends.
         del trainer
         gc.collect()
         if torch.cuda.is_available():

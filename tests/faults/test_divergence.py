@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
 
 from pipelines.cli import main
 from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
 from trainables.objectives import WORST_VALUE
 
+from faults_support import trial_rows
 from checks import TEST_PRESETS
 
 PRESET = TEST_PRESETS / "diverging_mix_grid25.yaml"
@@ -75,14 +75,6 @@ def counting(record: Path):
     return train_gan
 
 
-def tune_rows(folder: Path) -> dict[str, list[dict]]:
-    trials = {}
-    for result in (folder / "tune").glob("*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line]
-        trials[rows[0]["trial_id"]] = rows
-    return trials
-
-
 def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
         mlflow_server, tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient
@@ -103,7 +95,7 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     assert code == 0, out[-3000:]
 
     # Tune: the trials with the diverging learning rate, and only they, ended themselves as diverged.
-    trials = tune_rows(tmp_path / NAME)
+    trials = trial_rows(tmp_path / NAME / "tune")
     assert len(trials) == num_samples
     lr_d = {trial_id: rows[0]["config"]["lr_d"] for trial_id, rows in trials.items()}
     diverging = {trial_id for trial_id, lr in lr_d.items() if lr == DIVERGING_LR}
@@ -134,7 +126,8 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     ended = {trial_id: (run.info.status, run.data.tags.get(TAG_STATUS)) for trial_id, run in children.items()}
     histories = {trial_id: [m.step for m in client.get_metric_history(run.info.run_id, "js_modes")]
                  for trial_id, run in children.items()}
-    expected_points = {trial_id: [row["step"] for row in rows if not row["diverged"]] for trial_id, rows in trials.items()}
+    expected_points = {trial_id: [row["step"] for row in rows if not row["diverged"]]
+                       for trial_id, rows in trials.items()}
     figures = {
         "seconds": round(seconds, 1),
         "diverged": len(diverging), "stable": len(stable),
@@ -173,24 +166,17 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
         assert held == [held[0]] * len(held), entries  # the first trial loads the dataset, kept for later ones
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: ASHA stops a trial by raising SystemExit inside tune.report, and the traceback keeps "
-    "run_reports' frame, and with it the Trainer, alive while train_gan's finally runs, so its del / "
-    "gc.collect() / torch.cuda.empty_cache() free nothing of the trial; fix in trainables/tune_trainable.py: "
-    "`except BaseException as err: traceback.clear_frames(err.__traceback__); raise` before the finally"))
 def test_a_trial_the_scheduler_stops_holds_no_trainer_when_its_trainable_ends(tmp_path, monkeypatch, capsys):
+    """The other way a trial ends: ASHA stops it (at its cut or at max_t) by raising in tune.report."""
     import trainables.tune_trainable
 
     record = tmp_path / "holding.jsonl"
     monkeypatch.setattr(trainables.tune_trainable, "train_gan", counting(record))
     code = main(["search", "--config", str(STOPPED_PRESET), "--storage", str(tmp_path), "--name", "stopped"])
     out = capsys.readouterr().out
-    if code != 0 or not record.is_file():  # not the failure this test expects: no xfail for it
-        raise RuntimeError(f"the search failed (exit {code}):\n{out[-3000:]}")
+    assert code == 0 and record.is_file(), out[-3000:]
     holding = [json.loads(line) for line in record.read_text().splitlines()]
     stopped = [entry for entry in holding if entry["raised"]]
-    if not stopped:
-        raise RuntimeError(f"no trial was seen ending by a scheduler stop: {holding}")
-    print(f"\nscheduler-stopped trials, Trainers held as their trainable ended: {[e['after']['trainers'] for e in stopped]}")
+    assert stopped, holding  # some trial ended by a scheduler stop
     for entry in stopped:
         assert entry["after"]["trainers"] == entry["after"]["modules"] == entry["after"]["optimizers"] == 0, entry
