@@ -1,4 +1,6 @@
-"""End-to-end searches on real Ray: embedded, on a three-node local cluster, and resumed after SIGKILL."""
+"""End-to-end searches on real Ray: embedded, and resumed after SIGKILL on a three-node local cluster.
+
+That trials spread over a cluster's nodes (and move when one is lost) is tests/faults/test_node_loss.py's."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
 from ray.cluster_utils import Cluster
 
 from pipelines.cli import main
@@ -132,25 +133,6 @@ def cluster():
         yield nodes
     finally:
         nodes.shutdown()
-
-
-def trial_actor_nodes(address: str) -> dict[str, str]:
-    """Actor id -> node id of every Tune trial actor the cluster has run."""
-    ray.init(address=address, log_to_driver=False)
-    try:
-        actors = ray._private.state.actors()
-    finally:
-        ray.shutdown()
-    return {aid: a["Address"]["NodeID"] for aid, a in actors.items() if a["ActorClassName"] == "ImplicitFunc"}
-
-
-def test_trials_spread_over_the_nodes_of_a_cluster(cluster, tmp_path):
-    before = trial_actor_nodes(cluster.address)
-    assert search("fifo_grid25.yaml", tmp_path, "spread", "--address", cluster.address, "--shared-storage") == 0
-    during = {aid: node for aid, node in trial_actor_nodes(cluster.address).items() if aid not in before}
-    assert len(set(during.values())) > 1
-    trials = read_trials(tmp_path / "spread" / "tune")
-    assert len(trials) == 6 and all(t["rows"][-1]["status"] == "completed" for t in trials.values())
 
 
 def snapshot_terminated(experiment: Path) -> set[str]:
