@@ -112,7 +112,7 @@ def asha_decisions(scheduler, metric: str, mode: str, results: list[tuple[str, d
 def test_asha_cuts_at_the_presets_grace_period_and_max_steps_counted_in_steps():
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    from pipelines.search.runner import build_scheduler
+    from pipelines.search.algorithms import build_scheduler
     from search_spaces.preset import load_preset
 
     preset = load_preset("grid25")  # grace_period 3000, reduction_factor 3, max_steps 12000
@@ -143,7 +143,7 @@ def test_pbt_presets_resolve_what_to_perturb_and_when_in_steps():
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining
 
-    from pipelines.search.runner import build_scheduler
+    from pipelines.search.algorithms import build_scheduler
     from search_spaces.preset import load_preset
     from search_spaces.space import Range
 
@@ -161,7 +161,7 @@ def test_pbt_presets_resolve_what_to_perturb_and_when_in_steps():
 
 
 def test_pbt_without_mutate_perturbs_the_learning_rates_and_critic_steps_it_searches(write_preset):
-    from pipelines.search.runner import build_scheduler
+    from pipelines.search.algorithms import build_scheduler
     from search_spaces.preset import load_preset
 
     preset = load_preset(write_preset("dataset: grid25\nscheduler: pbt\n"))

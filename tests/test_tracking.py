@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +17,7 @@ from pipelines.search.outcome import trial_status
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
-from checks import TEST_PRESETS, wait_for
+from checks import TEST_PRESETS
 
 STEPS = 600
 
@@ -184,47 +180,6 @@ def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
 
 
 
-def test_resume_after_a_driver_kill_reuses_the_runs_and_ends_them(mlflow_server, tmp_path):
-    from mlflow import MlflowClient
-
-    (tmp_path / "resumed.yaml").write_text((TEST_PRESETS / "resumed_grid25.yaml").read_text())
-    command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
-               "--tracking-uri", mlflow_server, "--experiment", "resumed"]
-    client = MlflowClient(mlflow_server)
-
-    def runs(status: str | None = None) -> list:
-        experiment = client.get_experiment_by_name("resumed")
-        if experiment is None:
-            return []
-        query = f"tags.`{TAG_ROLE}` = 'trial'" + (f" and attributes.status = '{status}'" if status else "")
-        return client.search_runs([experiment.experiment_id], query)
-
-    with open(tmp_path / "driver.log", "w") as log:
-        driver = subprocess.Popen([*command, "--config", str(tmp_path / "resumed.yaml")], stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        # Killed while both trials run and have logged an evaluation (and so hold a checkpoint).
-        wait_for(lambda: [run for run in runs("RUNNING") if "js_modes" in run.data.metrics][1:],
-                  "two running trials with an evaluation", driver)
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    before = {run.data.tags[TAG_TRIAL_ID]: run.info.run_id for run in runs()}
-    assert len(before) == 2 and all(run.info.status == "RUNNING" for run in runs())
-
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    after = runs()
-    trial_ids = [run.data.tags[TAG_TRIAL_ID] for run in after]
-    assert sorted(trial_ids) == sorted(tune_trials(tmp_path / "killed")) and len(set(trial_ids)) == len(trial_ids)
-    assert {run.data.tags[TAG_TRIAL_ID]: run.info.run_id for run in after if run.data.tags[TAG_TRIAL_ID] in before} == before
-    assert all(run.info.status == "FINISHED" and run.data.tags[TAG_STATUS] == "completed" for run in after)
-    parents = client.search_runs([after[0].info.experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-
-
-
-
 def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
@@ -234,8 +189,8 @@ def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_pa
                  "--tracking-uri", mlflow_server, "--experiment", "time-budget"])
     seconds = time.monotonic() - started
     assert code == 0
-    # A million steps take hours: the search ended because its 60 s ran out, and soon after.
-    assert 60 <= seconds < 60 + 120, seconds
+    # A million steps take hours: the search ended because its 30 s ran out, and soon after.
+    assert 30 <= seconds < 30 + 120, seconds
     trials = tune_trials(tmp_path / "budget")
     assert len(trials) == 2
     for rows in trials.values():
@@ -250,7 +205,7 @@ def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_pa
         rows = trials[run.data.tags[TAG_TRIAL_ID]]
         assert [m.step for m in client.get_metric_history(run.info.run_id, "js_modes")] == [row["step"] for row in rows]
     parent, = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
-    assert parent.info.status == "FINISHED" and float(parent.data.params["budget.time_budget"]) == 60
+    assert parent.info.status == "FINISHED" and float(parent.data.params["budget.time_budget"]) == 30
     best = json.loads((tmp_path / "budget" / "best.json").read_text())
     assert best["checkpoint"] and Path(best["checkpoint"]).is_file()
     assert best["trial_id"] in trials

@@ -72,9 +72,10 @@ class DataBundle:
         moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
         return DataBundle(self.spec, **moved)
 
-    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch drawn with replacement on the data's device, with no host sync."""
-        index = torch.randint(0, self.train_x.shape[0], (batch_size,), device=self.train_x.device)
+        index = torch.randint(0, self.train_x.shape[0], (batch_size,), device=self.train_x.device,
+                              generator=generator)
         return self.train_x[index], self.train_y[index]
 
 

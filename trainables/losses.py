@@ -64,17 +64,28 @@ def wasserstein_critic(real: Tensor, fake: Tensor) -> Tensor:
     return fake.mean() - real.mean()
 
 
+def interpolation_weights(real: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One uniform weight per sample for mixing real and fake samples, broadcastable over a sample."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    return torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+
+
+def slope_penalty(grads: Tensor) -> Tensor:
+    """E[(||g||_2 - 1)^2] over a batch of per-sample input gradients ``grads``."""
+    return (grads.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
 def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake samples.
 
     The labels of a conditional critic stay those of the real batch: the penalty constrains
     the critic's slope in x for each class.
     """
-    mix = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    mix = interpolation_weights(real)
     interpolates = (mix * real + (1.0 - mix) * fake.detach()).requires_grad_(True)
     scores = critic(interpolates, labels)
     (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
-    return (grads.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+    return slope_penalty(grads)
 
 
 @torch.no_grad()

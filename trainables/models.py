@@ -169,13 +169,17 @@ def build_generator(config: "TrainConfig") -> Generator:
     return Generator(body, num_classes)
 
 
+def critic_may_normalise(config: "TrainConfig") -> bool:
+    """Whether the loss and spectral norm allow batch norm in D (the architecture may still not use it)."""
+    regulariser = LOSSES[config.loss].regulariser
+    return not (config.spectral_norm or (regulariser is not None and regulariser.penalty is not None))
+
+
 def build_discriminator(config: "TrainConfig") -> Discriminator:
     """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
     (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
-    regulariser = LOSSES[config.loss].regulariser
-    batch_norm = not (config.spectral_norm or (regulariser is not None and regulariser.penalty is not None))
     build_features = ARCHITECTURES[config.arch].discriminator_features
-    features, feature_dim = build_features(DATASETS[config.dataset].shape, config.width, batch_norm)
+    features, feature_dim = build_features(DATASETS[config.dataset].shape, config.width, critic_may_normalise(config))
     discriminator = Discriminator(features, feature_dim, _num_classes(config))
     if config.spectral_norm:
         for module in list(discriminator.modules()):

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig, config_from_dict, resolve_device
 from trainables.data import DataBundle, balanced_labels
+from trainables.cuda_graph import GRAPH_WARMUP_STEPS, capture_step
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
 from trainables.losses import LOSSES, build_loss
@@ -37,7 +38,6 @@ CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
 GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
 # Every training signal a report carries, beside the dataset's quality metrics.
 TRAINING_SIGNALS = (*CRITIC_SIGNALS, *GENERATOR_SIGNALS, "steps_per_s")
-GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture, as CUDA graphs require
 SAMPLE_CHUNK = 1000
 # Keys that shape the saved state (weights, normalisation layers, optimizer moments): a resumed
 # run keeps them, since its checkpoint would not fit a trainer built with other values.
@@ -130,30 +130,16 @@ class Trainer:
         for _ in range(self.config.g_steps):
             self._generator_step()
 
-    # ------------------------------------------------------------------- CUDA graph capture
-    def _capture(self) -> None:
-        """Run warm-up steps on a side stream (they are real training steps), then record one step."""
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP_STEPS):
-                self._train_step()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        self.step += GRAPH_WARMUP_STEPS
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._train_step()
-
     def run_steps(self, count: int) -> None:
         """Train ``count`` steps without reporting; the work happens asynchronously on a GPU."""
         done = 0
         if self.use_graph and self._graph is None and count > GRAPH_WARMUP_STEPS:
-            self._capture()
+            self._graph = capture_step(self._train_step, self.device)  # its warm-up steps train
             done = GRAPH_WARMUP_STEPS
         run_one = self._graph.replay if self._graph is not None else self._train_step
         for _ in range(count - done):
             run_one()
-        self.step += count - done
+        self.step += count
 
     # -------------------------------------------------------------------------- reporting
     def _drain_signals(self, steps: int) -> dict[str, float]:
@@ -164,7 +150,7 @@ class Trainer:
         self._generator_sums.zero_()
         return dict(zip(CRITIC_SIGNALS + GENERATOR_SIGNALS, critic + generator))
 
-    def _all_finite(self, samples: Tensor) -> bool:
+    def all_finite(self, samples: Tensor) -> bool:
         """Whether every weight of G and D, and the evaluation samples, are finite."""
         tensors = [*self.generator.parameters(), *self.discriminator.parameters(), samples]
         return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
@@ -173,8 +159,7 @@ class Trainer:
         """Train to ``config.steps``, yielding a report every ``eval_every`` steps and at the end.
 
         Reports fall on multiples of ``eval_every`` whatever step training resumed from, so a
-        resumed run evaluates where the uninterrupted one did. A non-finite loss, weight or sample
-        ends training with a ``diverged`` report that keeps the last finite metrics.
+        resumed run evaluates where the uninterrupted one did. A diverged report ends training.
         """
         config = self.config
         while self.step < config.steps:
@@ -182,17 +167,26 @@ class Trainer:
             started = time.perf_counter()
             self.run_steps(interval)
             signals = self._drain_signals(interval)
-            steps_per_s = interval / (time.perf_counter() - started)
-            labels = self._balanced_labels(config.eval_samples)
-            samples = self.sample(config.eval_samples, labels)
-            finite = all(map(math.isfinite, signals.values())) and self._all_finite(samples)
-            if not finite:
-                yield {**self.last_report, "step": self.step, "status": "diverged"}
+            report = self.evaluate(signals, interval / (time.perf_counter() - started))
+            yield report
+            if report["status"] == "diverged":
                 return
-            status = "completed" if self.step >= config.steps else "running"
-            self.last_report = {"step": self.step, "status": status, **signals, "steps_per_s": steps_per_s}
-            self.last_report.update(self.quality.evaluate(samples, labels))
-            yield self.last_report
+
+    def evaluate(self, signals: Mapping[str, float], steps_per_s: float) -> dict[str, Any]:
+        """The report at the current step: the interval's training ``signals`` and the quality metrics.
+
+        A non-finite signal, weight or sample makes it a ``diverged`` report that keeps the last
+        finite metrics.
+        """
+        config = self.config
+        labels = self._balanced_labels(config.eval_samples)
+        samples = self.sample(config.eval_samples, labels)
+        if not (all(map(math.isfinite, signals.values())) and self.all_finite(samples)):
+            return {**self.last_report, "step": self.step, "status": "diverged"}
+        status = "completed" if self.step >= config.steps else "running"
+        self.last_report = {"step": self.step, "status": status, **signals, "steps_per_s": steps_per_s}
+        self.last_report.update(self.quality.evaluate(samples, labels))
+        return self.last_report
 
     def _balanced_labels(self, n: int) -> Tensor | None:
         return balanced_labels(n, self.data.spec.num_classes, self.device) if self.config.conditional else None

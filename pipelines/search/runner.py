@@ -1,4 +1,4 @@
-"""Run a validated search on Ray Tune: searcher, scheduler, callbacks, Ray start-up and ``best.json``.
+"""Run a validated search on Ray Tune: the tuner, its callbacks, Ray start-up and ``best.json``.
 
 ``run_search`` is the Python entry point; ``gantune search`` validates its flags and calls it.
 Everything that can be wrong with the input has been checked before this module starts Ray.
@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from search_spaces.preset_types import SearchPreset
-from search_spaces.space import Choice, Param, Range
+from pipelines.search.algorithms import build_scheduler, build_searcher
 from pipelines.search.folder import SearchFolder
 from pipelines.search.stop_signals import StopSignals
 from pipelines.timed_step import announced
@@ -74,93 +73,6 @@ def trial_env() -> dict[str, str]:
     return env
 
 
-def build_sampler(preset: SearchPreset):
-    import optuna
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    samplers = {
-        # Multivariate TPE models parameters jointly; `group` splits the joint model by which
-        # parameters a trial actually sampled, which is what a conditional space needs.
-        # `constant_liar` keeps concurrent trials from being handed the same suggestion.
-        "tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True, seed=preset.seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=preset.seed),
-        "qmc": lambda: optuna.samplers.QMCSampler(seed=preset.seed),
-    }
-    return samplers[preset.searcher]()
-
-
-def initial_population(preset: SearchPreset) -> list[dict[str, Any]]:
-    """PBT's starting configs, drawn from the preset's space by its sampler.
-
-    Tune refuses a searcher next to PBT (PBT itself decides what runs next), so the population is
-    sampled up front and handed over as fixed points; no Optuna study is kept for a PBT search.
-    """
-    import optuna
-
-    study = optuna.create_study(sampler=build_sampler(preset))
-    space = preset.define_by_run()
-    return [space.choose(study.ask()) for _ in range(preset.budget.num_samples)]
-
-
-def build_searcher(run: SearchRun) -> tuple[Any, dict[str, Any]]:
-    """The search algorithm and the param space Tune needs beside it."""
-    import optuna
-    from ray.tune.search import BasicVariantGenerator
-
-    from pipelines.search.optuna_searcher import ResumableOptunaSearch
-
-    preset = run.preset
-    if preset.scheduler.name == "pbt":
-        population = initial_population(preset)
-        # Tune wants every preset key declared in the param space; a key a config does not use
-        # (clip for a non-WGAN) is None there, which the trainer config reads as unset.
-        keys = {key: None for config in population for key in config}
-        return BasicVariantGenerator(points_to_evaluate=[{**keys, **c} for c in population]), keys
-    searcher = ResumableOptunaSearch(
-        space=preset.define_by_run(),
-        metric=preset.metric,
-        mode=preset.mode,
-        sampler=build_sampler(preset),
-        study_name=run.folder.name,
-        storage=optuna.storages.RDBStorage(run.study_url),
-    )
-    return searcher, {}
-
-
-def _mutation(param: Param):
-    """PBT's perturbation domain for one param: log scale for log ranges, neighbouring values for integers."""
-    from ray import tune
-
-    if isinstance(param, Choice):
-        return list(param.values)
-    if isinstance(param, Range) and param.integer:
-        return list(range(int(param.low), int(param.high) + 1))
-    if isinstance(param, Range):
-        return (tune.loguniform if param.log else tune.uniform)(param.low, param.high)
-    raise ValueError(f"a pinned param cannot be perturbed: {param}")
-
-
-def build_scheduler(preset: SearchPreset):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
-
-    scheduler = preset.scheduler
-    first_report = min(preset.eval_every, preset.budget.max_steps)
-    if scheduler.name == "fifo":
-        return FIFOScheduler()
-    if scheduler.name == "pbt":
-        return PopulationBasedTraining(
-            time_attr="step",
-            perturbation_interval=scheduler.perturbation_interval or first_report,
-            hyperparam_mutations={key: _mutation(preset.params[key]) for key in scheduler.mutate},
-        )
-    return ASHAScheduler(
-        time_attr="step",
-        max_t=preset.budget.max_steps,
-        grace_period=scheduler.grace_period or first_report,
-        reduction_factor=scheduler.reduction_factor,
-    )
-
-
 def search_callbacks(run: SearchRun) -> list:
     """Every driver-side Tune callback of a search, in one place."""
     from pipelines.search.progress import SearchProgress
@@ -196,7 +108,7 @@ def build_tuner(run: SearchRun):
     if run.resume:
         # A restored Tuner runs with the callbacks it was first built with (pickled in its folder).
         return tune.Tuner.restore(run.folder.experiment, trainable, resume_unfinished=True, resume_errored=True)
-    searcher, param_space = build_searcher(run)
+    searcher, param_space = build_searcher(preset, run.folder.name, run.study_url)
     return tune.Tuner(
         trainable,
         param_space=param_space,

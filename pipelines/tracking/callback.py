@@ -12,7 +12,6 @@ trial id, so a resumed search finds its runs again instead of duplicating them.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import signal
 import time
@@ -27,6 +26,7 @@ from pipelines.search.outcome import RUN_STATUS, trial_status
 from pipelines.search.stop_signals import stopped_by
 from pipelines.timed_step import announced
 from pipelines.tracking.outbox import Outbox, fail_fast_requests
+from pipelines.tracking.run_values import curve_names, flat_params, report_metrics
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS, PARENT_RUN_FILE, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_DATASET, TAG_EVALUATOR,
@@ -34,9 +34,7 @@ from pipelines.tracking.tags import (
 )
 from pipelines.tracking.target import TrackingTarget, redacted
 from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.datasets import DATASETS
 from trainables.objectives import is_better
-from trainables.trainer import TRAINING_SIGNALS
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 SAMPLES_IMAGE_KEY = "samples"
@@ -44,30 +42,6 @@ SAMPLES_IMAGE_KEY = "samples"
 # The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
 # this value opens the model-training view (runs table and metric charts).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-
-
-def curve_names(dataset: str) -> frozenset[str]:
-    """The report keys worth a curve: the trainer's signals and the dataset's metrics (not Tune's bookkeeping)."""
-    return frozenset(TRAINING_SIGNALS) | frozenset(DATASETS[dataset].metrics)
-
-
-def report_metrics(result: Mapping[str, Any], curves: frozenset[str]) -> dict[str, float]:
-    """The finite values of a report's ``curves``."""
-    return {
-        key: float(value)
-        for key, value in result.items()
-        if key in curves and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    }
-
-
-def flat_params(prefix: str, value: Any) -> dict[str, str]:
-    """Nested settings as dotted MLflow params."""
-    if isinstance(value, Mapping):
-        flat: dict[str, str] = {}
-        for key, inner in value.items():
-            flat.update(flat_params(f"{prefix}.{key}" if prefix else str(key), inner))
-        return flat
-    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
 
 
 class _TrialRun:
