@@ -76,6 +76,7 @@ class _Slot:
     step: int
     last_report: dict[str, Any]
     penalty_weight: float
+    clipped: bool
     interval_steps: int = 0
     interval_started: float = field(default_factory=time.perf_counter)
 
@@ -204,7 +205,7 @@ class Cohort:
         for sums in (self.critic_sums, self.generator_sums, self.critic_counts, self.generator_counts):
             sums[index] = 0.0
         self.slots[index] = _Slot(config, build_loss(config), rng, trainer.step, dict(trainer.last_report),
-                                  float(self.gp_weight[index]))
+                                  float(self.gp_weight[index]), bool(self.clip[index] < math.inf))
         self._changed()
 
     def retire(self, index: int) -> None:
@@ -249,6 +250,10 @@ class Cohort:
         masks = [[count > sub_step for count in counts] for sub_step in range(max(counts, default=0))]
         return [(mask, torch.tensor(mask, device=self.device)) for mask in masks]
 
+    def _everyone(self, takes_part: list[bool]) -> bool:
+        """Every slot takes part (all filled and none skipping): no state needs keeping."""
+        return all(takes_part)
+
     def _draw(self, takes_part: list[bool], draw: Callable[[_Slot], Tensor], empty: Tensor) -> Tensor:
         """One draw per taking-part slot from its own stream, stacked; ``empty`` where a slot draws nothing."""
         return torch.stack([draw(slot) if part else empty for slot, part in zip(self.slots, takes_part)])
@@ -277,7 +282,7 @@ class Cohort:
         grads = list(torch.autograd.grad((losses + self.gp_weight * penalties).sum(),
                                          list(self.discriminator.params.values())))
         norms = _slot_grad_norms(grads)
-        self.discriminator.optimizers.step(grads, active)
+        self.discriminator.optimizers.step(grads, active, self._everyone(takes_part))
         self._clip(active)
         wasserstein = real_scores.mean(1) - fake_scores.mean(1)
         signals = torch.stack([losses, wasserstein, penalties, norms], dim=1).detach()
@@ -299,6 +304,8 @@ class Cohort:
     @torch.no_grad()
     def _clip(self, active: Tensor) -> None:
         """WGAN's weight clipping, at each clipped slot's own bound."""
+        if not any(slot is not None and slot.clipped for slot in self.slots):
+            return
         for param in self.discriminator.params.values():
             bound = _slot_view(self.clip, param)
             clipped = torch.maximum(torch.minimum(param, bound), -bound)
@@ -317,7 +324,7 @@ class Cohort:
         losses = self._per_slot(takes_part, lambda k: self.slots[k].loss.generator(scores[k]))
         grads = list(torch.autograd.grad(losses.sum(), list(self.generator.params.values())))
         norms = _slot_grad_norms(grads)
-        self.generator.optimizers.step(grads, active)
+        self.generator.optimizers.step(grads, active, self._everyone(takes_part))
         self.generator_sums += torch.where(active[:, None], torch.stack([losses, norms], dim=1).detach(), 0.0)
         self.generator_counts += active
 
@@ -326,16 +333,19 @@ class Cohort:
             self._plan = self._masks("d_steps"), self._masks("g_steps")
         critic_masks, generator_masks = self._plan
         for takes_part, active in critic_masks:
-            with self._statistics_kept_unless(active):
+            with self._statistics_kept_unless(takes_part, active):
                 self._critic_step(takes_part, active)
         for takes_part, active in generator_masks:
-            with self._statistics_kept_unless(active):
+            with self._statistics_kept_unless(takes_part, active):
                 self._generator_step(takes_part, active)
 
     @contextmanager
-    def _statistics_kept_unless(self, active: Tensor) -> Iterator[None]:
+    def _statistics_kept_unless(self, takes_part: list[bool], active: Tensor) -> Iterator[None]:
         """Both nets' batch-norm statistics change in a sub-step only for the slots taking part.
         (Restored after the backward pass, which reads the statistics the forward pass saw.)"""
+        if self._everyone(takes_part):
+            yield
+            return
         with self.generator.buffers_kept_unless(active), self.discriminator.buffers_kept_unless(active):
             yield
 

@@ -20,8 +20,8 @@ RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop's default smoothing of the squared g
 
 
 def _per_slot(values: Tensor, like: Tensor) -> Tensor:
-    """``values`` (one per slot) shaped to broadcast over stacked weights ``like``."""
-    return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    """One value per slot, shaped to broadcast over stacked weights ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
 
 
 class SlotOptimizers:
@@ -34,6 +34,7 @@ class SlotOptimizers:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.is_adam = torch.ones(slots, dtype=torch.bool, device=device)
+        self.slot_is_adam = [True] * slots  # the same, readable without a device sync
         self.lr = torch.zeros(slots, dtype=torch.float64, device=device)
         self.beta1 = torch.zeros(slots, dtype=torch.float64, device=device)
         self.beta2 = torch.zeros(slots, dtype=torch.float64, device=device)
@@ -43,7 +44,7 @@ class SlotOptimizers:
         """Take over ``optimizer`` (built over one slot's parameters in the same order) for ``slot``."""
         group = optimizer.param_groups[0]
         adam = isinstance(optimizer, torch.optim.Adam)
-        self.is_adam[slot] = adam
+        self.is_adam[slot] = self.slot_is_adam[slot] = adam
         self.lr[slot] = group["lr"]
         self.beta1[slot], self.beta2[slot] = group["betas"] if adam else (0.0, group["alpha"])
         state = optimizer.state_dict()["state"]
@@ -71,24 +72,36 @@ class SlotOptimizers:
 
     # ------------------------------------------------------------------------- the update
     @torch.no_grad()
-    def step(self, grads: Sequence[Tensor], mask: Tensor) -> None:
-        """One update of every slot in ``mask`` (bool, one per slot) from its ``grads``."""
+    def step(self, grads: Sequence[Tensor], mask: Tensor, everyone: bool) -> None:
+        """One update of every slot in ``mask`` (bool, one per slot) from its ``grads``;
+        ``everyone``: the mask holds every slot, so nothing needs keeping."""
         steps = torch.where(mask, self.step_count + 1, self.step_count)
         self.step_count.copy_(steps)
+        dtype = self.params[0].dtype
+        adam_slots, rmsprop_slots = any(self.slot_is_adam), not all(self.slot_is_adam)
+        # Per-slot factors, computed once per update in float64 (as torch.optim does in Python) and
+        # then cast to the weights' precision.
         safe_steps = steps.clamp(min=1)
-        adam_step_size = self.lr / (1 - self.beta1**safe_steps)
-        adam_denominator_scale = (1 - self.beta2**safe_steps).sqrt()
+        step_size = (self.lr / (1 - self.beta1**safe_steps)).to(dtype)
+        denominator_scale = (1 - self.beta2**safe_steps).sqrt().to(dtype)
+        lr, beta1_weight, beta2 = self.lr.to(dtype), (1 - self.beta1).to(dtype), self.beta2.to(dtype)
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            keep = _per_slot(mask, param).bool()
-            adam = _per_slot(self.is_adam, param).bool()
-            new_exp_avg = exp_avg.lerp(grad, 1 - _per_slot(self.beta1, param))
-            beta2 = _per_slot(self.beta2, param)
-            new_exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
-            adam_update = new_exp_avg / (new_exp_avg_sq.sqrt() / _per_slot(adam_denominator_scale, param) + EPS)
-            adam_update = adam_update * _per_slot(adam_step_size, param)
-            rmsprop_update = grad / (new_exp_avg_sq.sqrt() + EPS) * _per_slot(self.lr, param)
-            update = torch.where(adam, adam_update, rmsprop_update)
+            new_exp_avg_sq = exp_avg_sq * _per_slot(beta2, param) + (1 - _per_slot(beta2, param)) * grad * grad
+            if adam_slots:
+                new_exp_avg = exp_avg.lerp(grad, _per_slot(beta1_weight, param))
+                adam_update = new_exp_avg / (new_exp_avg_sq.sqrt() / _per_slot(denominator_scale, param) + EPS)
+                update = adam_update * _per_slot(step_size, param)
+            if rmsprop_slots:
+                rmsprop_update = grad / (new_exp_avg_sq.sqrt() + EPS) * _per_slot(lr, param)
+                update = torch.where(_per_slot(self.is_adam, param), update, rmsprop_update) if adam_slots else rmsprop_update
+            if everyone:
+                param.sub_(update)
+                exp_avg_sq.copy_(new_exp_avg_sq)
+                if adam_slots:
+                    exp_avg.copy_(new_exp_avg)
+                continue
+            keep = _per_slot(mask, param)
             param.copy_(torch.where(keep, param - update, param))
-            exp_avg.copy_(torch.where(keep & adam, new_exp_avg, exp_avg))
             exp_avg_sq.copy_(torch.where(keep, new_exp_avg_sq, exp_avg_sq))
-
+            if adam_slots:
+                exp_avg.copy_(torch.where(keep & _per_slot(self.is_adam, param), new_exp_avg, exp_avg))

@@ -1,0 +1,112 @@
+"""Trial-steps per second of the cohort trainer beside one trial at a time, side by side in one run.
+
+Three ways to train the same nets with the same loss: the textbook loop (bench/trainer.py's
+plain loop: a DataLoader, ``.item()`` every step), gantune's single-trial ``Trainer`` (one CUDA
+graph per step on a GPU), and a ``Cohort`` of K trials in one step, for K = 1, 2, 4, ...
+On the CPU: grid25 MLP (width 128, batch 256). With ``--device cuda``: DCGAN-MNIST, batch 64.
+The achieved model TFLOP/s counts the FLOPs of one trial's step (``torch.utils.flop_counter``)
+times the trial-steps per second; its share of the device's peak is printed when the peak is known.
+
+    python bench/cohort.py                      # CPU, K up to 32
+    python bench/cohort.py --device cuda        # K up to 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# bench/ is the script's folder, so its sibling benchmark imports by its file name.
+from trainer import plain_loop_steps_per_s, synchronize
+
+from trainables.cohort import Cohort
+from trainables.config import config_from_dict
+from trainables.datasets import load_dataset
+from trainables.trainer import Trainer
+
+NETS = {
+    "cpu": dict(dataset="grid25", arch="mlp", width=128, batch_size=256, latent_dim=8),
+    "cuda": dict(dataset="mnist", arch="dcgan", batch_size=64),
+}
+COHORT_SIZES = {"cpu": (1, 2, 4, 8, 16, 32), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256)}
+# Dense peaks in TFLOP/s of the precision these nets train in (fp32; TF32 tensor cores for convolutions).
+PEAK_TFLOPS = {"H100": 494.7, "H200": 494.7}
+
+
+def step_flops(config, data) -> int:
+    """FLOPs of one eager training step of one trial: forward and backward of every sub-step."""
+    trainer = Trainer(config_from_dict({**config.to_dict(), "cuda_graph": False}), data)
+    with FlopCounterMode(display=False) as counter:
+        trainer.run_steps(1)
+    return counter.get_total_flops()
+
+
+def trainer_steps_per_s(config, data, device, warmup: int, steps: int) -> float:
+    trainer = Trainer(config, data)
+    trainer.run_steps(warmup)
+    synchronize(device)
+    started = time.perf_counter()
+    trainer.run_steps(steps)
+    synchronize(device)
+    return steps / (time.perf_counter() - started)
+
+
+def cohort_trial_steps_per_s(config, data, device, slots: int, warmup: int, steps: int) -> float:
+    """K slots of ``config`` with seeds 0..K-1, all training; trial-steps = K x cohort steps."""
+    cohort = Cohort(config, slots, data)
+    for index in range(slots):
+        cohort.fill(index, config_from_dict({**config.to_dict(), "seed": index}))
+    cohort.run_steps(warmup)
+    synchronize(device)
+    started = time.perf_counter()
+    cohort.run_steps(steps)
+    synchronize(device)
+    return slots * steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 30 CPU, 200 GPU)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (CUDA graph capture included)")
+    parser.add_argument("--max-cohort", type=int, default=None, help="largest K to time")
+    parser.add_argument("--loss", default="gan")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for the share column")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    steps = args.steps or (200 if device.type == "cuda" else 30)
+    nets = NETS[device.type]
+    config = config_from_dict({**nets, "loss": args.loss, "device": args.device, "steps": 10**9})
+    data = load_dataset(config.dataset, args.data_root).to(device)
+    flops = step_flops(config, data)
+    peak = args.peak_tflops
+    if peak is None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((value for key, value in PEAK_TFLOPS.items() if key in name), None)
+    threads = torch.get_num_threads()
+    print(f"{config.dataset} {config.arch} width {config.width} batch {config.batch_size}, loss {args.loss}, "
+          f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
+          f"{steps} timed steps; {flops / 1e9:.2f} GFLOP per trial-step")
+
+    def row(name: str, rate: float, baseline: float) -> None:
+        tflops = rate * flops / 1e12
+        share = f"{100 * tflops / peak:>6.2f}%" if peak else "      -"
+        print(f"{name:<14} {rate:>12.1f} {rate / baseline:>8.2f}x {tflops:>9.3f} {share}", flush=True)
+
+    print(f"{'loop':<14} {'trial-steps/s':>12} {'vs one':>9} {'TFLOP/s':>9} {'of peak':>7}")
+    single = trainer_steps_per_s(config, data, device, args.warmup, steps)
+    row("plain loop", plain_loop_steps_per_s(config, data, device, args.warmup, steps), single)
+    row("trainer", single, single)
+    for slots in COHORT_SIZES[device.type]:
+        if args.max_cohort and slots > args.max_cohort:
+            break
+        row(f"cohort K={slots}", cohort_trial_steps_per_s(config, data, device, slots, args.warmup, steps), single)
+
+
+if __name__ == "__main__":
+    main()
