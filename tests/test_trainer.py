@@ -193,6 +193,27 @@ def test_spectral_norm_holds_each_critic_weight_at_unit_spectral_norm(grid25, co
     assert all(sigma == pytest.approx(1.0, abs=0.02) for sigma in sigmas.values()), sigmas
 
 
+@pytest.mark.parametrize("make", [lambda: nn.Linear(7, 5), lambda: nn.Conv2d(3, 4, 3), lambda: nn.Embedding(10, 6)],
+                         ids=["linear", "conv", "embedding"])
+def test_gantunes_spectral_norm_is_pytorchs_bit_for_bit(make):
+    """The batchable parametrization keeps PyTorch's start, arithmetic and buffer names."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    from trainables.spectral import spectral_norm_
+
+    layers = []
+    for normalise in (spectral_norm, spectral_norm_):
+        torch.manual_seed(0)
+        layer = make()
+        normalise(layer)
+        layers.append(layer)
+    ours, pytorchs = layers[1], layers[0]
+    assert ours.state_dict().keys() == pytorchs.state_dict().keys()
+    for _ in range(3):  # each training-mode read is one more power iteration
+        assert torch.equal(ours.weight, pytorchs.weight)
+    ours.load_state_dict(pytorchs.state_dict())
+
+
 def test_without_spectral_norm_critic_weights_are_not_normalised(grid25):
     trainer = Trainer(grid_config(loss="hinge", spectral_norm=False), grid25)
     trainer.run_steps(1)

@@ -151,9 +151,6 @@ class Cohort:
     """
 
     def __init__(self, shape: TrainConfig, slots: int, data: DataBundle | None = None):
-        if shape.spectral_norm:
-            raise ConfigError("cohort: spectral_norm is not supported in a cohort (its power iteration updates "
-                              "buffers in a way vmap cannot batch); run these trials with --cohort 1")
         self.shape = shape
         self.shape_key = cohort_shape(shape)
         self.capacity = slots

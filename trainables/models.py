@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from trainables.datasets import DATASETS
 from trainables.losses import LOSSES
+from trainables.spectral import spectral_norm_
 
 if TYPE_CHECKING:
     from trainables.config import TrainConfig
@@ -184,5 +184,5 @@ def build_discriminator(config: "TrainConfig") -> Discriminator:
     if config.spectral_norm:
         for module in list(discriminator.modules()):
             if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                spectral_norm(module)
+                spectral_norm_(module)
     return discriminator
