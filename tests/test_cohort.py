@@ -5,12 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainables.checkpoint import load_checkpoint
+from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
+from trainables.report_loop import ReportFiles
 from trainables.trainer import Trainer
+
+from images import read_scatter
 
 GRID25 = dict(dataset="grid25", arch="mlp", width=32, batch_size=64, latent_dim=8, steps=20, eval_every=5,
               eval_samples=500, device="cpu")
@@ -130,8 +133,12 @@ def test_a_diverged_slot_ends_alone_and_the_others_train_as_if_it_were_never_the
         for stacked in cohort.generator.params.values():
             stacked[1] = float("nan")
     reports = {r.slot: r for r in cohort.advance()}
-    assert reports[1].report["status"] == "diverged" and reports[1].retired
+    assert reports[1].report["status"] == "diverged" and reports[1].ended
+    assert not any(reports[index].ended for index in (0, 2))
     assert reports[1].report["js_modes"] == reports[1].report["js_modes"]  # the last finite metrics, kept
+    with pytest.raises(ValueError, match="retire"):
+        cohort.advance()
+    cohort.retire(1)
     assert cohort.live_slots() == [0, 2]
     rest = {index: [reports[index].report] for index in (0, 2)}
     for slot_report in cohort.reports():
@@ -148,7 +155,8 @@ def test_a_refilled_slot_starts_like_a_fresh_single_trial(grid25):
     cohort.fill(0, short)
     cohort.fill(1, long)
     first = cohort.advance()
-    assert {r.slot: r.retired for r in first} == {0: True, 1: False}
+    assert {r.slot: r.ended for r in first} == {0: True, 1: False}
+    cohort.retire(0)
     cohort.fill(0, refill)
     refilled = []
     for slot_report in cohort.reports():
@@ -163,13 +171,14 @@ def test_a_slots_checkpoint_is_a_single_trial_checkpoint_that_continues_the_same
     cohort.fill(1, config)
     cohort.advance()
     cohort.advance()
-    cohort.save_checkpoint(1, tmp_path / "slot.pt")
-    assert load_checkpoint(tmp_path / "slot.pt")["step"] == 10
-    continued = Trainer.from_checkpoint(tmp_path / "slot.pt", data=grid25)
+    cohort.save_files(1, ReportFiles.in_folder(tmp_path))
+    assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["step"] == 10
+    read_scatter(tmp_path / SAMPLES_FILE)
+    continued = Trainer.from_checkpoint(tmp_path / CHECKPOINT_FILE, data=grid25)
     assert_same_curves(curves(continued.reports()), single_run(config, grid25)[2:])
     # And a cohort slot continues it as well.
     resumed = Cohort(config, 1, grid25)
-    resumed.fill(0, config, checkpoint=tmp_path / "slot.pt")
+    resumed.fill(0, config, checkpoint=tmp_path / CHECKPOINT_FILE)
     assert_same_curves(curves(r.report for r in resumed.reports()), single_run(config, grid25)[2:])
 
 

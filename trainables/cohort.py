@@ -38,6 +38,7 @@ from trainables.errors import ConfigError
 from trainables.losses import GRADIENT_PENALTY, LOSSES, WEIGHT_CLIPPING, LossPair, build_loss, interpolation_weights, slope_penalty
 from trainables.models import build_discriminator
 from trainables.quality import build_quality
+from trainables.report_loop import ReportFiles
 from trainables.slot_optimizers import SlotOptimizers
 from trainables.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
 
@@ -58,12 +59,12 @@ def cohort_shape(config: TrainConfig) -> tuple:
 
 @dataclass
 class SlotReport:
-    """A slot's report at an evaluation boundary; ``retired`` when it completed or diverged."""
+    """A slot's report at an evaluation boundary; ``ended`` when the trial completed or diverged."""
 
     slot: int
     config: TrainConfig
     report: dict[str, Any]
-    retired: bool
+    ended: bool
 
 
 @dataclass
@@ -77,6 +78,7 @@ class _Slot:
     last_report: dict[str, Any]
     penalty_weight: float
     clipped: bool
+    ended: bool = False
     interval_steps: int = 0
     interval_started: float = field(default_factory=time.perf_counter)
 
@@ -145,9 +147,9 @@ class Cohort:
     """Up to ``slots`` trials whose configs share ``shape``'s ``cohort_shape``, trained in one step.
 
     ``fill`` puts a trial into a free slot (fresh from its seed, or continued from a checkpoint);
-    ``advance`` trains until at least one slot reaches a report and returns those reports; a
-    completed or diverged slot leaves by itself, ``retire`` takes one out (a pruned trial), and
-    its slot can be filled again while the others go on.
+    ``advance`` trains until at least one slot reaches a report and returns those reports;
+    ``retire`` takes a trial out (one that ended, or one a pruner stopped), and its slot can be
+    filled again while the others go on.
     """
 
     def __init__(self, shape: TrainConfig, slots: int, data: DataBundle | None = None):
@@ -229,15 +231,17 @@ class Cohort:
         trainer.step, trainer.last_report = slot.step, dict(slot.last_report)
         return trainer
 
-    def save_checkpoint(self, index: int, path: str | Path) -> None:
-        """Slot ``index`` as a single-trial checkpoint, which ``Trainer.from_checkpoint`` continues."""
+    def save_files(self, index: int, files: ReportFiles) -> None:
+        """Slot ``index``'s sample picture and single-trial checkpoint, which ``Trainer.from_checkpoint``
+        continues (with the slot's own random stream)."""
         trainer = self.trainer(index)
+        trainer.save_samples(files.samples)
         state = self.slots[index].rng.get_state()
         if self.device.type == "cuda":
             torch.cuda.set_rng_state(state, self.device)
         else:
             torch.set_rng_state(state)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(files.checkpoint)
 
     # --------------------------------------------------------------------- the step
     def _masks(self, sub_steps: str) -> list[tuple[list[bool], Tensor]]:
@@ -378,11 +382,14 @@ class Cohort:
         """Train until at least one live slot reaches a report; its report (and any other's due) comes back.
 
         A slot reports where its single-trial run would: every ``eval_every`` of its own steps and at
-        its last step. A completed or diverged slot is retired.
+        its last step. A slot whose trial ended (completed or diverged) must be retired before the
+        next ``advance``.
         """
         live = self.live_slots()
         if not live:
             return []
+        if any(self.slots[index].ended for index in live):
+            raise ValueError("retire the slots whose trials ended before advancing the cohort")
         self.run_steps(min(self._until_next_report(self.slots[index]) for index in live))
         reports = []
         for index in live:
@@ -394,14 +401,14 @@ class Cohort:
             report = trainer.evaluate(self._drain_signals(index), steps_per_s)
             slot.last_report = dict(trainer.last_report)
             slot.interval_steps, slot.interval_started = 0, time.perf_counter()
-            retired = report["status"] in ("completed", "diverged")
-            reports.append(SlotReport(index, slot.config, report, retired))
-            if retired:
-                self.retire(index)
+            slot.ended = report["status"] in ("completed", "diverged")
+            reports.append(SlotReport(index, slot.config, report, slot.ended))
         return reports
 
     def reports(self) -> Iterator[SlotReport]:
-        """Every slot's reports until all are retired (no refills): for a fixed set of trials."""
+        """Every slot's reports until all have ended (no refills): for a fixed set of trials."""
         while self.live_slots():
-            yield from self.advance()
-
+            for slot_report in self.advance():
+                yield slot_report
+                if slot_report.ended:
+                    self.retire(slot_report.slot)
