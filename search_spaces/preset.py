@@ -12,7 +12,7 @@ Layout::
     metric: js_modes          # an objective of the dataset; mode (min/max) follows from it
     searcher: tpe             # tpe | random | qmc, or {name: tpe, seed: 0}
     scheduler: {name: asha, grace_period: 200, reduction_factor: 3}   # asha | fifo | pbt
-    budget: {num_samples: 16, max_steps: 2000, time_budget: 600, max_concurrent: 4}
+    budget: {num_samples: 16, max_steps: 2000, time_budget: 600, max_concurrent: 4, cohort: 1}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0}
     floor: {modes_covered: 20}   # `gantune promote` refuses a generator worse than this
     params: {arch: mlp, loss: [gan, wgan-gp], lr_g: {low: 1e-4, high: 1e-2}}

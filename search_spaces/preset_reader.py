@@ -19,6 +19,8 @@ from trainables.models import ARCHITECTURES
 
 SEARCHERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo", "pbt")
+# PBT copies whole Ray trials into one another; a cohort's slot-trials live inside one Ray trial.
+COHORT_WITH_PBT = "a cohort trains with the asha or fifo scheduler, not pbt; set budget.cohort: 1 or another scheduler"
 TOP_KEYS = ("dataset", "metric", "mode", "searcher", "scheduler", "budget", "resources", "floor", "params")
 SEARCHER_KEYS = ("name", "seed")
 SCHEDULER_KEYS = ("name", "grace_period", "reduction_factor", "perturbation_interval", "mutate")
@@ -156,7 +158,8 @@ class PresetReader:
     def budget(self, raw: Mapping[str, Any]) -> Budget:
         count = (True, 1, False)
         return Budget(**self.numbers(raw, "budget", {"num_samples": count, "max_steps": count,
-                                                     "time_budget": (False, 0, True), "max_concurrent": count}))
+                                                     "time_budget": (False, 0, True), "max_concurrent": count,
+                                                     "cohort": count}))
 
     def resources(self, raw: Mapping[str, Any]) -> Resources:
         return Resources(**self.numbers(raw, "resources", {"cpus_per_trial": (False, 0, True),
@@ -178,6 +181,8 @@ class PresetReader:
     def scheduler(self, raw: Mapping[str, Any], params: Mapping[str, Param], budget: Budget) -> Scheduler:
         section = self.section(raw, "scheduler", SCHEDULER_KEYS, shorthand="name")
         name = self.choice("scheduler.name", section.get("name", "asha"), SCHEDULERS)
+        if name == "pbt" and budget.cohort > 1:
+            raise self.fail("budget.cohort", COHORT_WITH_PBT)
         values: dict[str, Any] = {"name": name}
         for key in ("grace_period", "perturbation_interval"):
             if section.get(key) is not None:
@@ -187,6 +192,9 @@ class PresetReader:
         if section.get("reduction_factor") is not None:
             values["reduction_factor"] = self.number("scheduler.reduction_factor", section["reduction_factor"],
                                                      integer=False, minimum=1, strict=True)
+            if budget.cohort > 1 and not float(values["reduction_factor"]).is_integer():
+                raise self.fail("scheduler.reduction_factor", "must be a whole number when trials train in cohorts "
+                                "(their successive halving keeps the top 1/N)")
         if section.get("mutate") is not None:
             values["mutate"] = self.mutations(section["mutate"], params)
         elif name == "pbt":

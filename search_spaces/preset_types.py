@@ -21,12 +21,15 @@ PBT_DEFAULT_MUTATIONS = ("lr_g", "lr_d", "d_steps")
 @dataclass(frozen=True)
 class Budget:
     """How much to search: trials and steps per trial, and optionally a wall-clock limit (trials still
-    running then are stopped) and a cap on how many trials run at once."""
+    running then are stopped) and a cap on how many trials run at once. ``cohort`` trials of one
+    shape train as one model in each Ray trial (1: each trial alone); ``max_concurrent`` then
+    caps the cohorts."""
 
     num_samples: int = 16
     max_steps: int = 2000
     time_budget: float | None = None
     max_concurrent: int | None = None
+    cohort: int = 1
 
 
 @dataclass(frozen=True)

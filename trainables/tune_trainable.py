@@ -35,7 +35,7 @@ STRING_METRICS = ("status", "evaluator_hash")
 _DATASETS: dict[tuple[str, str | None], DataBundle] = {}
 
 
-def _dataset(config: TrainConfig) -> DataBundle:
+def dataset_for(config: TrainConfig) -> DataBundle:
     root = str(resolve_data_root(config.data_root).resolve())
     key = (config.dataset, root)
     if key not in _DATASETS:
@@ -78,7 +78,7 @@ class TuneSink:
         tune.report(metrics, checkpoint=checkpoint)
 
 
-def _checkpoints_newest_first() -> list[tune.Checkpoint]:
+def checkpoints_newest_first() -> list[tune.Checkpoint]:
     """The trial's checkpoint to restore, then every older one it kept (Tune names them in order)."""
     latest = tune.get_checkpoint()
     if latest is None:
@@ -100,9 +100,9 @@ def _start(config: dict[str, Any]) -> tuple[Trainer, str | None]:
     """A new trainer, or the trial's newest readable checkpoint with its (possibly PBT-perturbed)
     config applied; with a note saying which checkpoint, when the newest could not be read."""
     trial_config = config_from_dict(config)
-    data = _dataset(trial_config)
+    data = dataset_for(trial_config)
     unreadable: list[str] = []
-    for checkpoint in _checkpoints_newest_first():
+    for checkpoint in checkpoints_newest_first():
         try:
             with checkpoint.as_directory() as folder:
                 trainer = Trainer.from_checkpoint(Path(folder) / CHECKPOINT_FILE, config, data)
@@ -131,8 +131,12 @@ def train_gan(config: dict[str, Any], metric: str, mode: str, cpus: float) -> No
         traceback.clear_frames(stop.__traceback__)
         raise
     finally:
-        # A reused actor outlives the trial: release the trial's device memory whichever way it ends.
         del trainer
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
+
+
+def release_memory() -> None:
+    """A reused actor outlives the trial: release the trial's memory whichever way it ended."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -9,17 +9,19 @@ from search_spaces.preset_types import SearchPreset
 from search_spaces.space import Choice, Param, Range
 
 
-def build_sampler(preset: SearchPreset):
+def build_sampler(preset: SearchPreset, seed_offset: int = 0):
+    """The preset's Optuna sampler; ``seed_offset`` gives each of several samplers on one study its own stream."""
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    seed = preset.seed + seed_offset
     samplers = {
         # Multivariate TPE models parameters jointly; `group` splits the joint model by which
         # parameters a trial actually sampled, which is what a conditional space needs.
         # `constant_liar` keeps concurrent trials from being handed the same suggestion.
-        "tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True, seed=preset.seed),
-        "random": lambda: optuna.samplers.RandomSampler(seed=preset.seed),
-        "qmc": lambda: optuna.samplers.QMCSampler(seed=preset.seed),
+        "tpe": lambda: optuna.samplers.TPESampler(multivariate=True, group=True, constant_liar=True, seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed),
     }
     return samplers[preset.searcher]()
 
@@ -92,4 +94,19 @@ def build_scheduler(preset: SearchPreset):
         max_t=preset.budget.max_steps,
         grace_period=scheduler.grace_period or first_report,
         reduction_factor=scheduler.reduction_factor,
+    )
+
+
+def build_pruner(preset: SearchPreset):
+    """The Optuna pruner a cohort's slot-trials are stopped by: asynchronous successive halving with the
+    preset's ASHA settings (first rung at the grace period, then every reduction factor), or none."""
+    import optuna
+
+    scheduler = preset.scheduler
+    if scheduler.name != "asha":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=scheduler.grace_period or min(preset.eval_every, preset.budget.max_steps),
+        reduction_factor=int(scheduler.reduction_factor),
+        min_early_stopping_rate=0,
     )

@@ -51,6 +51,8 @@ NUMBER_FLAGS = (
     NumberFlag("time_budget", "SECONDS", "stop starting and running trials after this long", float, 0, strict=True),
     NumberFlag("cpus_per_trial", "C", "CPUs per trial, fractions allowed", float, 0, strict=True),
     NumberFlag("gpus_per_trial", "G", "GPUs per trial, fractions allowed (0.25: four per GPU)", float, 0, strict=False),
+    NumberFlag("cohort", "K", "trials of one shape trained as one model in each Ray trial (overrides budget.cohort)",
+               int, 1, strict=False),
 )
 
 
@@ -92,6 +94,7 @@ def _resumed_preset(args, folder, flags: dict[str, Any]):
 def plan(args):
     """Check every flag and the preset, and say what will run; raises UsageError, starts nothing."""
     from search_spaces.preset import load_preset, with_overrides
+    from search_spaces.preset_reader import COHORT_WITH_PBT
     from pipelines.search.cluster_address import check_address
     from pipelines.search.folder import SearchFolder, check_name, is_uri, resolve_storage
     from pipelines.search.runner import SearchRun
@@ -110,6 +113,8 @@ def plan(args):
         if not args.config:
             raise UsageError("--config FILE is required: a search preset (e.g. search_spaces/presets/grid25.yaml)")
         preset = with_overrides(load_preset(args.config), **flags)
+        if preset.budget.cohort > 1 and preset.scheduler.name == "pbt":
+            raise UsageError(f"--cohort: {COHORT_WITH_PBT}")
         name = check_name(args.name) if args.name else f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         folder = SearchFolder(storage, name)
         if folder.exists():

@@ -3,6 +3,7 @@ table and ``best.json``. How each trial ended is read by ``pipelines.search.outc
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import sys
@@ -12,12 +13,22 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from pipelines.search.cohort_host import BEST_SLOT_TRIAL, COHORT_REPORTS
 from pipelines.search.outcome import OUTCOMES, STATUS_TAG, outcome
-from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
+from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
 from trainables.config import config_from_dict
 from trainables.objectives import best_of, is_better
 
 PROGRESS_PERIOD_S = 10.0
+# How a slot-trial's end (its status tag) reads in the progress line and the trial table.
+SLOT_OUTCOME = {tag: name for name, tag in STATUS_TAG.items()}
+
+
+def cohort_trials(trial_id: str, result: dict) -> list[tuple[str, dict]]:
+    """The (trial id, report) pairs of one Tune result: a cohort host's slot-trials, or the trial itself."""
+    if COHORT_REPORTS in result:
+        return [(entry["trial_id"], entry) for entry in result[COHORT_REPORTS]]
+    return [(trial_id, result)]
 
 
 class SearchProgress(tune.Callback):
@@ -35,27 +46,38 @@ class SearchProgress(tune.Callback):
         self.total = total
         self.stream = stream
         self._best_by_trial: dict[str, float] = {}
+        self._slot_outcomes: dict[str, str] = {}
         self._started = time.monotonic()
         self._printed = -math.inf
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info: Any) -> None:
         if result.get(RESTORE_NOTE):
             print(f"trial {trial.trial_id}: {result[RESTORE_NOTE]}", file=self.stream or sys.stdout, flush=True)
-        value = result.get(self.metric)
-        if isinstance(value, numbers.Real) and math.isfinite(value):
-            if is_better(value, self._best_by_trial.get(trial.trial_id), self.mode):
-                self._best_by_trial[trial.trial_id] = float(value)
+        for trial_id, report in cohort_trials(trial.trial_id, result):
+            if COHORT_REPORTS in result:
+                self._slot_outcomes[trial_id] = SLOT_OUTCOME.get(report["end"], "running")
+            value = report.get(self.metric)
+            if isinstance(value, numbers.Real) and math.isfinite(value) and not report.get("diverged"):
+                if is_better(value, self._best_by_trial.get(trial_id), self.mode):
+                    self._best_by_trial[trial_id] = float(value)
 
     def get_state(self) -> dict | None:
-        return {"best_by_trial": dict(self._best_by_trial)} if self._best_by_trial else None
+        if not self._best_by_trial and not self._slot_outcomes:
+            return None
+        return {"best_by_trial": dict(self._best_by_trial), "slot_outcomes": dict(self._slot_outcomes)}
 
     def set_state(self, state: dict) -> None:
         self._best_by_trial = dict(state["best_by_trial"])
+        self._slot_outcomes = dict(state.get("slot_outcomes", {}))
 
     def line(self, trials: list) -> str:
         counts = dict.fromkeys(OUTCOMES, 0)
-        for trial in trials:
-            counts[outcome(trial.status, trial.last_result or {})] += 1
+        if self._slot_outcomes:  # a cohort search: its trials are the hosts' slot-trials
+            for name in self._slot_outcomes.values():
+                counts[name] += 1
+        else:
+            for trial in trials:
+                counts[outcome(trial.status, trial.last_result or {})] += 1
         done = sum(counts[name] for name in STATUS_TAG)  # every way a trial ends
         elapsed = time.monotonic() - self._started
         parts = " | ".join(f"{name} {count}" for name, count in counts.items())
@@ -86,7 +108,8 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
     """``best.json``: the trial with the best value ever reported and the checkpoint where it was reached.
 
     ``get_best_result(scope="all")`` ranks trials by their best report, but its ``.checkpoint`` is
-    the trial's last one; ``get_best_checkpoint`` is the checkpoint saved with the best report.
+    the trial's last one; ``get_best_checkpoint`` is the checkpoint saved with the best report. A
+    cohort host's best report is its best slot-trial's, whose checkpoint its report's top holds.
     """
     scored = [r for r in results if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
     if not scored:
@@ -94,20 +117,25 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
     best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
     # A trial that diverged at its first evaluation has no checkpoint (it only wins if all diverged).
     checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
-    return {
-        "trial_id": best.metrics["trial_id"],
-        "config": config_from_dict(best.config).to_dict(),
-        "metric": metric,
-        "mode": mode,
-        "value": best_of(best.metrics_dataframe[metric].dropna().tolist(), mode),
-        "checkpoint": str(Path(checkpoint.path) / CHECKPOINT_FILE) if checkpoint else None,
-    }
+    history = best.metrics_dataframe
+    value = best_of(history[metric].dropna().tolist(), mode)
+    path = Path(checkpoint.path) / CHECKPOINT_FILE if checkpoint else None
+    if BEST_SLOT_TRIAL in history:
+        trial_id = str(history.loc[history[metric] == value, BEST_SLOT_TRIAL].iloc[0])
+        config = load_checkpoint(path)["config"] if path is not None and path.is_file() else {}
+    else:
+        trial_id, config = best.metrics["trial_id"], config_from_dict(best.config).to_dict()
+    return {"trial_id": trial_id, "config": config, "metric": metric, "mode": mode, "value": value,
+            "checkpoint": str(path) if path else None}
 
 
 def trial_table(results, metric: str, mode: str) -> str:
-    """One row per trial: its id, loss, outcome, steps trained and best metric."""
+    """One row per trial (a cohort's slot-trials each get theirs): id, loss, outcome, steps trained, best metric."""
     rows = [("trial", "loss", "outcome", "step", f"best {metric}")]
     for result in results:
+        if result.metrics_dataframe is not None and COHORT_REPORTS in result.metrics_dataframe:
+            rows += _slot_rows(result, metric, mode)
+            continue
         history = result.metrics_dataframe
         last = result.metrics if history is not None else {}
         values = history[metric].dropna().tolist() if history is not None and metric in history else []
@@ -120,3 +148,19 @@ def trial_table(results, metric: str, mode: str) -> str:
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows)
+
+
+def _slot_rows(result, metric: str, mode: str) -> list[tuple[str, ...]]:
+    """A cohort host's slot-trials, from the reports in its ``result.json``."""
+    by_trial: dict[str, list[dict]] = {}
+    for line in (Path(result.path) / "result.json").read_text().splitlines():
+        for trial_id, report in cohort_trials("", json.loads(line)) if line else []:
+            by_trial.setdefault(trial_id, []).append(report)
+    rows = []
+    for trial_id, reports in by_trial.items():
+        last = reports[-1]
+        values = [r[metric] for r in reports if not r.get("diverged")]
+        ended = SLOT_OUTCOME.get(last["end"], "errored" if result.error else "stopped")
+        rows.append((trial_id, str(last["config"].get("loss", "?")), ended, str(last["step"]),
+                     f"{best_of(values, mode):.4g}" if values else "-"))
+    return rows

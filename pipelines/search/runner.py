@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from search_spaces.preset_types import SearchPreset
 from pipelines.search.algorithms import build_scheduler, build_searcher
@@ -32,6 +33,7 @@ ENV_FOR_TRIALS = ("GANTUNE_DATA_ROOT", "GANTUNE_CACHE_DIR")
 # only at its next report, up to one evaluation interval later; Tune's default wait (2 s) then
 # fails the next trial instead of waiting.
 TRIAL_THREAD_EXIT_S = "600"
+NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 class RayStartError(RuntimeError):
@@ -84,31 +86,84 @@ def search_callbacks(run: SearchRun) -> list:
     if run.tracking is not None:
         from pipelines.tracking.callback import MlflowTracking
 
-        callbacks.append(MlflowTracking(run.tracking, run.folder, preset.to_dict(), run.resume_command))
+        callbacks.append(MlflowTracking(run.tracking, run.folder, preset.to_dict(), run.resume_command,
+                                        run.study_url))
+    if preset.budget.cohort > 1:
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+        # Tune's automatic loggers are off for a cohort search (see tune_loggers): these two are kept.
+        callbacks += [JsonLoggerCallback(), CSVLoggerCallback()]
     return callbacks
 
 
-def build_trainable(preset: SearchPreset):
+@contextmanager
+def tune_loggers(preset: SearchPreset) -> Iterator[None]:
+    """A cohort host's report holds a list (its slot-trials' reports), which Tune's TensorBoard logger
+    cannot write and warns about at every report: a cohort search runs without Tune's automatic
+    loggers, and ``search_callbacks`` adds back the JSON and CSV ones."""
+    if preset.budget.cohort == 1:
+        yield
+        return
+    before = os.environ.get(NO_AUTO_LOGGERS)
+    os.environ[NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[NO_AUTO_LOGGERS]
+        else:
+            os.environ[NO_AUTO_LOGGERS] = before
+
+
+def build_trainable(run: SearchRun):
+    """One trial per Tune trial, or (``budget.cohort`` > 1) a cohort host per Tune trial."""
     from ray import tune
 
-    from trainables.tune_trainable import train_gan
-
+    preset = run.preset
     resources = {"cpu": preset.resources.cpus_per_trial, "gpu": preset.resources.gpus_per_trial}
-    trainable = tune.with_parameters(
-        train_gan, metric=preset.metric, mode=preset.mode, cpus=preset.resources.cpus_per_trial
-    )
+    if preset.budget.cohort > 1:
+        from pipelines.search.cohort_host import CohortPlan, host_cohort, hosts_for
+
+        plan = CohortPlan(preset, run.folder.name, run.study_url, hosts_for(preset.budget))
+        trainable = tune.with_parameters(host_cohort, plan=plan, cpus=preset.resources.cpus_per_trial)
+    else:
+        from trainables.tune_trainable import train_gan
+
+        trainable = tune.with_parameters(train_gan, metric=preset.metric, mode=preset.mode,
+                                         cpus=preset.resources.cpus_per_trial)
     return tune.with_resources(trainable, resources)
+
+
+def cohort_hosts(run: SearchRun) -> dict[str, Any]:
+    """The hosts' param space, one grid point each; the study is made here, since the hosts only load it."""
+    import optuna
+    from ray import tune
+
+    from pipelines.search.cohort_host import COHORT_HOST_KEY, hosts_for
+
+    preset = run.preset
+    optuna.create_study(study_name=run.folder.name, storage=optuna.storages.RDBStorage(run.study_url),
+                        direction="minimize" if preset.mode == "min" else "maximize", load_if_exists=True)
+    return {COHORT_HOST_KEY: tune.grid_search(list(range(hosts_for(preset.budget))))}
 
 
 def build_tuner(run: SearchRun):
     from ray import tune
 
+    from ray.tune.schedulers import FIFOScheduler
+
     preset = run.preset
-    trainable = build_trainable(preset)
+    trainable = build_trainable(run)
     if run.resume:
         # A restored Tuner runs with the callbacks it was first built with (pickled in its folder).
         return tune.Tuner.restore(run.folder.experiment, trainable, resume_unfinished=True, resume_errored=True)
-    searcher, param_space = build_searcher(preset, run.folder.name, run.study_url)
+    if preset.budget.cohort > 1:
+        # Slot-trials are sampled and pruned inside the hosts; Tune only runs the hosts.
+        param_space = cohort_hosts(run)
+        searcher, scheduler, samples = None, FIFOScheduler(), 1
+    else:
+        searcher, param_space = build_searcher(preset, run.folder.name, run.study_url)
+        scheduler, samples = build_scheduler(preset), preset.budget.num_samples
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -116,8 +171,8 @@ def build_tuner(run: SearchRun):
             metric=preset.metric,
             mode=preset.mode,
             search_alg=searcher,
-            scheduler=build_scheduler(preset),
-            num_samples=preset.budget.num_samples,
+            scheduler=scheduler,
+            num_samples=samples,
             # PBT's population runs side by side; a concurrency cap only applies to a searcher.
             max_concurrent_trials=None if preset.scheduler.name == "pbt" else preset.budget.max_concurrent,
             time_budget_s=preset.budget.time_budget,
@@ -197,7 +252,8 @@ def run_search(run: SearchRun) -> dict[str, Any] | None:
                 run.folder.write_search(preset.to_dict())
             try:
                 prepare_evaluator(preset)
-                results = build_tuner(run).fit()
+                with tune_loggers(preset):
+                    results = build_tuner(run).fit()
             except KeyboardInterrupt:
                 signals.stop(signal.SIGINT)
                 results = None

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import yaml
 from ray import tune
 
+from pipelines.search.cohort_host import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host, slot_trial_status
 from pipelines.search.folder import SearchFolder
 from pipelines.search.outcome import RUN_STATUS, trial_status
 from pipelines.search.stop_signals import stopped_by
@@ -30,7 +31,7 @@ from pipelines.tracking.run_values import curve_names, flat_params, report_metri
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS, PARENT_RUN_FILE, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_DATASET, TAG_EVALUATOR,
-    TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+    TAG_METRIC, TAG_MODE, TAG_OPTUNA_TRIAL, TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
 from pipelines.tracking.target import TrackingTarget, redacted
 from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
@@ -53,6 +54,8 @@ class _TrialRun:
         self.best_value: float | None = None
         self.pending_best: tuple[float, int] | None = None
         self.tagged = False
+        self.host: str | None = None  # the cohort host's Tune trial id, for a slot-trial
+        self.ended = False
 
 
 class MlflowTracking(tune.Callback):
@@ -62,7 +65,8 @@ class MlflowTracking(tune.Callback):
     is briefly away delays the writes instead of losing them.
     """
 
-    def __init__(self, target: TrackingTarget, folder: SearchFolder, settings: Mapping[str, Any], resume_command: str):
+    def __init__(self, target: TrackingTarget, folder: SearchFolder, settings: Mapping[str, Any], resume_command: str,
+                 study_url: str):
         self.target = target
         self.folder = folder
         self.search_name = folder.name
@@ -71,6 +75,7 @@ class MlflowTracking(tune.Callback):
         self.mode = settings["mode"]
         self.curves = curve_names(settings["dataset"])
         self.resume_command = resume_command
+        self.study_url = study_url
         self.client = None
         self.outbox: Outbox | None = None
         self.experiment_id: str | None = None
@@ -138,17 +143,21 @@ class MlflowTracking(tune.Callback):
         return self.client.search_runs([self.experiment_id], query, max_results=5000)
 
     def _trial_run(self, trial) -> _TrialRun:
-        """The trial's child run, opened (found again by its Ray trial id, or created) through the outbox."""
-        if trial.trial_id in self.trials:
-            return self.trials[trial.trial_id]
-        config = {key: value for key, value in trial.config.items() if value is not None}
+        return self._run(trial.trial_id, str(trial), trial.config)
+
+    def _run(self, trial_id: str, name: str, trial_config: Mapping[str, Any], tags: Mapping[str, str] = {}) -> _TrialRun:
+        """A trial's (or slot-trial's) child run, opened (found again by its id, or created) through the outbox."""
+        if trial_id in self.trials:
+            return self.trials[trial_id]
+        config = {key: value for key, value in trial_config.items() if value is not None}
         state = _TrialRun({key: str(value) for key, value in config.items()})
-        self.trials[trial.trial_id] = state
-        self.outbox.put(f"opening the run of trial {trial.trial_id}",
-                        lambda: self._open_child(trial.trial_id, str(trial), config, state))
+        self.trials[trial_id] = state
+        self.outbox.put(f"opening the run of trial {trial_id}",
+                        lambda: self._open_child(trial_id, name, config, state, dict(tags)))
         return state
 
-    def _open_child(self, trial_id: str, name: str, config: dict[str, Any], state: _TrialRun) -> None:
+    def _open_child(self, trial_id: str, name: str, config: dict[str, Any], state: _TrialRun,
+                    tags: dict[str, str]) -> None:
         from mlflow.entities import Param
 
         found = self._children(f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'")
@@ -168,32 +177,43 @@ class MlflowTracking(tune.Callback):
             TAG_MODE: self.mode,
             TAG_STATUS: "running",
             **{key: str(config[key]) for key in TRIAL_TAG_KEYS if key in config},
+            **tags,
         }
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in state.params.items()])
         state.run_id = run.info.run_id
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self._trial_run(trial)
+        if not is_cohort_host(trial):  # a host's slot-trials get runs as they report
+            self._trial_run(trial)
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self.outbox.flush()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if is_cohort_host(trial):
+            for entry in result.get(COHORT_REPORTS, []):
+                state = self._run(entry["trial_id"], entry["trial_id"], entry["config"],
+                                  {TAG_OPTUNA_TRIAL: str(entry["number"])})
+                state.host = trial.trial_id
+                self._log_report(state, entry["trial_id"], entry, {})
+            return
+        state = self._trial_run(trial)
+        # PBT changes a running trial's hyperparameters; MLflow params are immutable, so the
+        # changed values become curves of their own.
+        perturbed = {f"pbt.{key}": float(value) for key, value in trial.config.items()
+                     if key in state.params and str(value) != state.params[key] and isinstance(value, (int, float))}
+        self._log_report(state, trial.trial_id, result, perturbed)
+
+    def _log_report(self, state: _TrialRun, trial_id: str, result: Mapping[str, Any], extra: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
 
-        state = self._trial_run(trial)
         step = int(result.get("step", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         values = report_metrics(result, self.curves)
         if result.get("diverged"):
             values.pop(self.metric, None)  # the search's penalty, not a measurement
-        # PBT changes a running trial's hyperparameters; MLflow params are immutable, so the
-        # changed values become curves of their own.
-        values.update(
-            {f"pbt.{key}": float(value) for key, value in trial.config.items()
-             if key in state.params and str(value) != state.params[key] and isinstance(value, (int, float))}
-        )
+        values.update(extra)
         tags = []
         if not state.tagged:
             node = result.get("node_ip") or result.get("hostname")
@@ -202,28 +222,39 @@ class MlflowTracking(tune.Callback):
                 tags.append(RunTag(TAG_EVALUATOR, str(result["evaluator_hash"])))
             state.tagged = True
         metrics = [Metric(key, value, now, step) for key, value in values.items()]
-        self.outbox.put(f"step {step} of trial {trial.trial_id}",
+        self.outbox.put(f"step {step} of trial {trial_id}",
                         lambda: self.client.log_batch(state.run_id, metrics=metrics, tags=tags))
         value = values.get(self.metric)
         if value is not None and not result.get("diverged") and is_better(value, state.best_value, self.mode):
             state.pending_best = (value, step)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        """Log the sample grid of the report this checkpoint belongs to, and the checkpoint if best."""
-        state = self._trial_run(trial)
-        step = int((trial.last_result or {}).get("step", 0))
+        """Log the sample grid of the report this checkpoint belongs to, and the checkpoint if best;
+        for a cohort host, each reporting slot-trial's, whose run ends here if its trial did."""
+        last = trial.last_result or {}
         with checkpoint.as_directory() as folder:
-            samples = Path(folder) / SAMPLES_FILE
-            if samples.is_file():
-                picture = self.outbox.keep_copy(samples, SAMPLES_FILE)
-                self.outbox.put(f"the samples of step {step} of trial {trial.trial_id}",
-                                lambda: self._log_samples(state, picture, step))
-            if state.pending_best is not None and state.pending_best[1] == step:
-                value, _ = state.pending_best
-                state.best_value, state.pending_best = value, None
-                weights = self.outbox.keep_copy(Path(folder) / CHECKPOINT_FILE, CHECKPOINT_FILE)
-                self.outbox.put(f"the best checkpoint of trial {trial.trial_id}",
-                                lambda: self._log_best(state, weights, value, step))
+            if not is_cohort_host(trial):
+                self._log_files(self._trial_run(trial), trial.trial_id, Path(folder), int(last.get("step", 0)))
+                return
+            for entry in last.get(COHORT_REPORTS, []):
+                state = self.trials[entry["trial_id"]]
+                self._log_files(state, entry["trial_id"], Path(folder) / SLOTS_FOLDER / entry["trial_id"], entry["step"])
+                if entry["end"]:
+                    self.outbox.put(f"the end of trial {entry['trial_id']}",
+                                    lambda state=state, end=entry["end"]: self._close(state.run_id, end))
+                    state.ended = True
+
+    def _log_files(self, state: _TrialRun, trial_id: str, folder: Path, step: int) -> None:
+        samples = folder / SAMPLES_FILE
+        if samples.is_file():
+            picture = self.outbox.keep_copy(samples, SAMPLES_FILE)
+            self.outbox.put(f"the samples of step {step} of trial {trial_id}",
+                            lambda: self._log_samples(state, picture, step))
+        if state.pending_best is not None and state.pending_best[1] == step:
+            value, _ = state.pending_best
+            state.best_value, state.pending_best = value, None
+            weights = self.outbox.keep_copy(folder / CHECKPOINT_FILE, CHECKPOINT_FILE)
+            self.outbox.put(f"the best checkpoint of trial {trial_id}", lambda: self._log_best(state, weights, value, step))
 
     def _log_samples(self, state: _TrialRun, picture: Path, step: int) -> None:
         """The sample grid twice: as an MLflow image at its step, which the run page shows per step,
@@ -247,6 +278,15 @@ class MlflowTracking(tune.Callback):
 
     # ------------------------------------------------------------------------ endings
     def _end_trial(self, trial, errored: bool) -> None:
+        if is_cohort_host(trial):
+            # Its ended slot-trials' runs are closed; a host that failed for good leaves the rest errored.
+            if errored:
+                for trial_id, state in self.trials.items():
+                    if state.host == trial.trial_id and not state.ended:
+                        state.ended = True
+                        self.outbox.put(f"the end of trial {trial_id}",
+                                        lambda state=state: self._close(state.run_id, "errored"))
+            return
         state = self._trial_run(trial)
         status = trial_status(trial.last_result or {}, errored)
         self.outbox.put(f"the end of trial {trial.trial_id}", lambda: self._close(state.run_id, status))
@@ -277,14 +317,26 @@ class MlflowTracking(tune.Callback):
         # ended early like an ASHA-stopped one. Runs of no trial this driver knows are leftovers.
         by_id = {trial.trial_id: trial for trial in trials}
         for run in self._children("attributes.status = 'RUNNING'"):
-            trial = by_id.get(run.data.tags.get(TAG_TRIAL_ID))
+            trial_id = run.data.tags.get(TAG_TRIAL_ID)
+            state = self.trials.get(trial_id)
+            trial = by_id.get(state.host if state is not None and state.host else trial_id)
             status = trial_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
+            if TAG_OPTUNA_TRIAL in run.data.tags:
+                # A slot-trial may have ended while no driver was there to log it; the study knows.
+                status = self._settled(int(run.data.tags[TAG_OPTUNA_TRIAL])) or status
             self._close(run.info.run_id, status)
         best = summarise_search(self.client, self.parent_id, self._children(), self.metric, self.mode)
         if best is not None:
             with announced("logging the best generator as a model"):
                 log_best_model(self.client, best, self.search_name)
         self.client.set_terminated(self.parent_id, status="FINISHED")
+
+    def _settled(self, number: int) -> str | None:
+        """How the search's Optuna study says slot-trial ``number`` ended; None while it runs."""
+        import optuna
+
+        study = optuna.load_study(study_name=self.search_name, storage=optuna.storages.RDBStorage(self.study_url))
+        return slot_trial_status(study.trials[number], self.mode)
 
     def _end_interrupted(self, trials, signal_name: str) -> None:
         """Runs of unfinished trials and the parent end KILLED, each tagged with the command that resumes them."""

@@ -18,6 +18,7 @@ TAG_METRIC = "gantune.metric"
 TAG_MODE = "gantune.mode"
 TAG_DATASET = "gantune.dataset"
 TAG_TRIAL_ID = "gantune.trial_id"
+TAG_OPTUNA_TRIAL = "gantune.optuna_trial"  # a cohort slot-trial's number in the search's study
 TAG_STATUS = "gantune.status"
 TAG_EVALUATOR = "gantune.evaluator_hash"
 TAG_BEST_VALUE = "gantune.best_value"
