@@ -44,6 +44,8 @@ BAD_INPUTS = [
     ("nan time budget", "dataset: grid25\n", ["--time-budget", "nan"], "--time-budget must be a number > 0, got 'nan'"),
     ("inf time budget", "dataset: grid25\n", ["--time-budget", "inf"], "--time-budget must be a number > 0, got 'inf'"),
     ("nan gpus", "dataset: grid25\n", ["--gpus-per-trial", "nan"], "--gpus-per-trial must be a number >= 0"),
+    ("zero cohort", "dataset: grid25\n", ["--cohort", "0"], "--cohort must be an integer >= 1, got '0'"),
+    ("fractional cohort", "dataset: grid25\n", ["--cohort", "2.5"], "--cohort must be an integer >= 1"),
     ("inf cpus", "dataset: grid25\n", ["--cpus-per-trial=-inf"], "--cpus-per-trial must be a number > 0, got '-inf'"),
     ("bad name", "dataset: grid25\n", ["--name", "../escape"], "--name '../escape' must be letters"),
     ("malformed address", "dataset: grid25\n", ["--address", "localhost"], "is not of the form auto, HOST:PORT"),

@@ -11,14 +11,12 @@ trial id, so a resumed search finds its runs again instead of duplicating them.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 from ray import tune
 
 from pipelines.search.cohort_host import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host, slot_trial_status
@@ -27,10 +25,11 @@ from pipelines.search.outcome import RUN_STATUS, trial_status
 from pipelines.search.stop_signals import stopped_by
 from pipelines.timed_step import announced
 from pipelines.tracking.outbox import Outbox, fail_fast_requests
-from pipelines.tracking.run_values import curve_names, flat_params, report_metrics
+from pipelines.tracking.parent_run import experiment_id, new_parent, reopen, resumed_parent
+from pipelines.tracking.run_values import curve_names, report_metrics
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
-    CHECKPOINT_ARTIFACTS, PARENT_RUN_FILE, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_DATASET, TAG_EVALUATOR,
+    CHECKPOINT_ARTIFACTS, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_EVALUATOR,
     TAG_METRIC, TAG_MODE, TAG_OPTUNA_TRIAL, TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
 from pipelines.tracking.target import TrackingTarget, redacted
@@ -40,9 +39,6 @@ from trainables.objectives import is_better
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 SAMPLES_IMAGE_KEY = "samples"
 
-# The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
-# this value opens the model-training view (runs table and metric charts).
-EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 class _TrialRun:
@@ -89,53 +85,9 @@ class MlflowTracking(tune.Callback):
         fail_fast_requests()
         self.outbox = Outbox(redacted(self.target.uri))
         self.client = MlflowClient(self.target.uri)
-        self.experiment_id = self._experiment()
-        self.parent_id = self._resumed_parent() or self._new_parent()
-
-    def _experiment(self) -> str:
-        found = self.client.get_experiment_by_name(self.target.experiment)
-        if found is not None:
-            return found.experiment_id
-        return self.client.create_experiment(self.target.experiment, artifact_location=self.target.artifact_location,
-                                             tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-
-    def _resumed_parent(self) -> str | None:
-        """The parent run of an interrupted search, running again; None for a new search."""
-        try:
-            record = json.loads(self.folder.read_text(PARENT_RUN_FILE))
-        except OSError:  # no record yet: a new search
-            return None
-        run_id = record["parent_run_id"]
-        self._reopen(run_id)
-        return run_id
-
-    def _reopen(self, run_id: str) -> None:
-        """A run of an interrupted search runs again, without the tags that said how to resume it."""
-        tags = self.client.get_run(run_id).data.tags
-        for stale in (TAG_RESUME, TAG_STATUS):
-            if stale in tags:
-                self.client.delete_tag(run_id, stale)
-        self.client.update_run(run_id, status="RUNNING")
-
-    def _new_parent(self) -> str:
-        tags = {
-            TAG_ROLE: "search",
-            TAG_SEARCH: self.search_name,
-            TAG_METRIC: self.metric,
-            TAG_MODE: self.mode,
-            TAG_DATASET: str(self.settings.get("dataset")),
-            "mlflow.runName": self.search_name,
-        }
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.search_name)
-        run_id = run.info.run_id
-        from mlflow.entities import Param
-
-        params = flat_params("", {key: value for key, value in self.settings.items() if key != "params"})
-        params.update(flat_params("space", self.settings.get("params", {})))
-        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        self.client.log_text(run_id, yaml.safe_dump(self.settings, sort_keys=False), "search.yaml")
-        self.folder.write_text(PARENT_RUN_FILE, json.dumps({"parent_run_id": run_id, "tracking_uri": redacted(self.target.uri)}))
-        return run_id
+        self.experiment_id = experiment_id(self.client, self.target)
+        self.parent_id = resumed_parent(self.client, self.folder) or new_parent(
+            self.client, self.experiment_id, self.folder, self.settings, self.target)
 
     # ----------------------------------------------------------------------- child runs
     def _children(self, extra_filter: str = "") -> list:
@@ -163,7 +115,7 @@ class MlflowTracking(tune.Callback):
         found = self._children(f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'")
         if found:
             run = found[0]
-            self._reopen(run.info.run_id)
+            reopen(self.client, run.info.run_id)
             best = run.data.tags.get(TAG_BEST_VALUE)
             state.best_value = float(best) if best else state.best_value
             state.run_id = run.info.run_id
