@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # bench/ is the script's folder, so its sibling benchmark imports by its file name.
-from trainer import plain_loop_steps_per_s, synchronize
+from trainer import plain_loop_steps_per_s, synchronize, trainer_steps_per_s
 
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict
@@ -42,16 +42,6 @@ def step_flops(config, data) -> int:
     with FlopCounterMode(display=False) as counter:
         trainer.run_steps(1)
     return counter.get_total_flops()
-
-
-def trainer_steps_per_s(config, data, device, warmup: int, steps: int) -> float:
-    trainer = Trainer(config, data)
-    trainer.run_steps(warmup)
-    synchronize(device)
-    started = time.perf_counter()
-    trainer.run_steps(steps)
-    synchronize(device)
-    return steps / (time.perf_counter() - started)
 
 
 def cohort_trial_steps_per_s(config, data, device, slots: int, warmup: int, steps: int) -> float:
