@@ -136,13 +136,11 @@ def cluster():
 
 
 def snapshot_trials(experiment: Path) -> dict[str, str]:
-    """Each trial's status in the driver's last experiment snapshot: the trials a resume knows."""
-    statuses = {}
-    for snapshot in experiment.glob("experiment_state-*.json"):
-        for trial_json, _ in json.loads(snapshot.read_text())["trial_data"]:
-            trial = json.loads(trial_json)
-            statuses[trial["trial_id"]] = trial["status"]
-    return statuses
+    """Each trial's status in the newest experiment snapshot (each driver writes its own file, named
+    by its start time): the trials a resume knows."""
+    newest = max(experiment.glob("experiment_state-*.json"))
+    return {trial["trial_id"]: trial["status"]
+            for trial in (json.loads(trial_json) for trial_json, _ in json.loads(newest.read_text())["trial_data"])}
 
 
 def snapshot_terminated(experiment: Path) -> set[str]:
