@@ -97,6 +97,16 @@ def test_every_slot_trial_has_one_child_run_that_ended_with_its_status(cohort_se
         assert {"checkpoint", "samples"} <= artifacts
 
 
+def test_each_cohort_holds_one_value_of_a_searched_shape_key(cohort_search):
+    """latent_dim is searched; a host's first trial fixes it for the rest of the host's trials."""
+    runs = trial_runs(cohort_search["client"], "cohorts")
+    by_host: dict[str, set[str]] = {}
+    for trial_id, run in runs.items():
+        if run.data.tags[TAG_STATUS] != "interrupted":
+            by_host.setdefault(trial_id.rsplit("_t", 1)[0], set()).add(run.data.params["latent_dim"])
+    assert len(by_host) == 2 and all(len(values) == 1 for values in by_host.values()), by_host
+
+
 def test_a_slot_trial_that_ended_before_the_kill_did_not_run_again(cohort_search):
     runs = trial_runs(cohort_search["client"], "cohorts")
     assert cohort_search["ended_before"]

@@ -32,6 +32,11 @@ def progress_bar_off() -> Iterator[None]:
             BAR.set(previous)
 
 
+def bar_only_on_a_terminal():
+    """MLflow's progress bar where it redraws in place (stderr is a terminal), off elsewhere."""
+    return nullcontext() if sys.stderr.isatty() else progress_bar_off()
+
+
 def size_text(size: int) -> str:
     """Bytes as people read them: 812 B, 45.3 kB, 1.2 MB."""
     if size < 1000:
@@ -48,7 +53,7 @@ def download(what: str, fetch: Callable[..., str], *args: Any, **kwargs: Any) ->
     as ``downloaded WHAT (N files, SIZE) in S s``; returns the local path."""
     stream = sys.stderr
     started = time.monotonic()
-    with nullcontext() if stream.isatty() else progress_bar_off():
+    with bar_only_on_a_terminal():
         local = Path(fetch(*args, **kwargs))
     seconds = time.monotonic() - started
     files = [local] if local.is_file() else [path for path in local.rglob("*") if path.is_file()]

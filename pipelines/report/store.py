@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.registry.downloads import bar_only_on_a_terminal
 from pipelines.tracking.tags import (
     SAMPLES_ARTIFACTS, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_STATUS, TAG_TRIAL_ID,
 )
@@ -113,4 +114,5 @@ def download_samples(client, trial: TrialRecord, scratch: str | Path) -> Path | 
     chosen = by_step.get(trial.best_step, by_step[max(by_step)])
     folder = Path(scratch) / trial.run_id
     folder.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(trial.run_id, chosen, str(folder)))
+    with bar_only_on_a_terminal():
+        return Path(client.download_artifacts(trial.run_id, chosen, str(folder)))

@@ -6,6 +6,7 @@ import tempfile
 import time
 
 from pipelines.search.outcome import RUN_STATUS
+from pipelines.registry.downloads import bar_only_on_a_terminal
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS, TAG_BEST_RUN, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_MODEL, TAG_STATUS, TAG_TRIAL_ID, lineage_tags,
 )
@@ -56,7 +57,8 @@ def log_best_model(client, best, search_name: str) -> None:
     from pipelines.registry.pyfunc_model import MODEL_ARTIFACT_PATH, log_generator_model
 
     with tempfile.TemporaryDirectory() as scratch:
-        path = client.download_artifacts(best.info.run_id, f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}", scratch)
+        with bar_only_on_a_terminal():
+            path = client.download_artifacts(best.info.run_id, f"{CHECKPOINT_ARTIFACTS}/{CHECKPOINT_FILE}", scratch)
         lineage = lineage_tags(best, search_name)
         record = record_from_checkpoint(path, lineage)
         log_generator_model(client, best.info.run_id, record)

@@ -1,4 +1,5 @@
-"""SIGTERM and SIGINT stop a running search cleanly, and ``--resume`` finishes it.
+"""SIGTERM and SIGINT stop a running search cleanly, and ``--resume`` finishes it, even when a
+trial's newest checkpoint was truncated meanwhile (a full disk, a node lost mid-write).
 
 The search runs as a real ``gantune search`` process logging to a real MLflow server; the signal
 goes to the driver's process alone, as ``timeout`` sends it.
@@ -10,11 +11,35 @@ import shlex
 import signal
 import subprocess
 
+from pathlib import Path
+
 import optuna
+import yaml
 from mlflow import MlflowClient
 
-from faults_support import CLI, REPO_ROOT, a_trial_reported, interrupt, trial_rows
+from faults_support import CLI, PRESET, REPO_ROOT, a_trial_reported, interrupt, trial_rows
 from pipelines.tracking.tags import TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
+from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
+
+
+def one_finished_one_three_reports_in(experiment: Path) -> bool:
+    """A finished trial, and a running one with an older checkpoint behind its newest."""
+    trials = trial_rows(experiment).values()
+    return (any(rows[-1]["status"] == "completed" for rows in trials)
+            and any(len(rows) >= 3 and rows[-1]["status"] == "running" for rows in trials))
+
+
+def truncate_newest_checkpoint(experiment: Path, trial_id: str, rows: list[dict]) -> tuple[str, int]:
+    """Cut the trial's newest checkpoint in half; the name and step of the one before it."""
+    trial_folder = next(p.parent for p in experiment.glob("*/result.json") if f"_{trial_id}_" in p.parent.name)
+    # The checkpoint of the last report Tune recorded is the one it restores (a newer folder may
+    # hold a report that never reached the driver).
+    newest = trial_folder / rows[-1]["checkpoint_dir_name"]
+    previous = max(folder for folder in trial_folder.glob("checkpoint_*") if folder.name < newest.name)
+    previous_step = load_checkpoint(previous / CHECKPOINT_FILE)["step"]  # Tune may delete it once resumed
+    weights = newest / CHECKPOINT_FILE
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return previous.name, previous_step
 
 def search_runs(uri: str, name: str):
     client = MlflowClient(uri)
@@ -26,7 +51,8 @@ def search_runs(uri: str, name: str):
 
 
 def test_sigterm_ends_every_run_and_resume_finishes_the_search(mlflow_server, tmp_path):
-    code, lines = interrupt(signal.SIGTERM, tmp_path, "term", "--tracking-uri", mlflow_server)
+    code, lines = interrupt(signal.SIGTERM, tmp_path, "term", "--tracking-uri", mlflow_server,
+                            ready=one_finished_one_three_reports_in)
     output = "\n".join(lines)
     assert code == 143, output[-3000:]
     resume = lines[-1]
@@ -42,8 +68,9 @@ def test_sigterm_ends_every_run_and_resume_finishes_the_search(mlflow_server, tm
     experiment = tmp_path / "term" / "tune"
     finished_before = {tid: rows for tid, rows in trial_rows(experiment).items() if rows[-1]["status"] == "completed"}
     assert finished_before
-    checkpointed_before = {tid: rows[-1]["step"] for tid, rows in trial_rows(experiment).items()
-                           if rows[-1]["status"] == "running"}
+    running_before = {tid: rows for tid, rows in trial_rows(experiment).items() if rows[-1]["status"] == "running"}
+    cut_id, cut_rows = next((tid, rows) for tid, rows in running_before.items() if len(rows) >= 3)
+    previous, previous_step = truncate_newest_checkpoint(experiment, cut_id, cut_rows)
 
     resumed = subprocess.run([*CLI, *shlex.split(resume)[1:]], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=600)
@@ -53,9 +80,18 @@ def test_sigterm_ends_every_run_and_resume_finishes_the_search(mlflow_server, tm
     assert len(trials) == 4 and all(rows[-1]["status"] == "completed" for rows in trials.values())
     for tid, rows in finished_before.items():
         assert trials[tid] == rows  # a finished trial did not run again
-    for tid, step in checkpointed_before.items():
-        steps = [row["step"] for row in trials[tid]]
-        assert steps == sorted(set(steps)) and step in steps  # continued from its checkpoint, not from step 0
+    for tid, rows in running_before.items():
+        if tid != cut_id:
+            steps = [row["step"] for row in trials[tid]]
+            # Continued from its checkpoint, not from step 0.
+            assert steps == sorted(set(steps)) and rows[-1]["step"] in steps
+    # The truncated trial went on from the checkpoint before, so the cut one's steps are trained
+    # again, and both the log and its first new report say so.
+    assert f"unreadable: continued from {previous}" in resumed.stdout, resumed.stdout[-3000:]
+    first_new = trials[cut_id][len(cut_rows)]
+    assert previous in first_new[RESTORE_NOTE]
+    eval_every = yaml.safe_load(PRESET.read_text())["params"]["eval_every"]
+    assert first_new["step"] == previous_step + eval_every <= cut_rows[-1]["step"]
     (parent,), children = search_runs(mlflow_server, "term")
     assert parent.info.status == "FINISHED" and TAG_RESUME not in parent.data.tags
     assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(trials)  # one run per trial
