@@ -83,6 +83,17 @@ class _Slot:
     interval_started: float = field(default_factory=time.perf_counter)
 
 
+@dataclass(frozen=True)
+class _SubStep:
+    """The slots taking part in one critic or generator sub-step: by index, as a mask over all slots,
+    and as row indices (both made when the slots change, since a CUDA graph cannot copy them in)."""
+
+    slots: list[int]
+    active: Tensor
+    rows: Tensor
+    everyone: bool
+
+
 def _stream_of_new_trainer(device: torch.device) -> torch.Generator:
     """A private generator at the default generator's state: the stream a just-built ``Trainer`` draws from."""
     rng = torch.Generator(device=device)
@@ -118,8 +129,21 @@ class _StackedNet:
         self.forward = _batched_net(module, conditional)
         self.optimizers = SlotOptimizers(list(self.params.values()), slots)
 
-    def __call__(self, inputs: Tensor, labels: Tensor | None) -> Tensor:
-        return self.forward(self.params, self.buffers, inputs, labels)
+    @contextmanager
+    def restricted(self, sub_step: "_SubStep") -> Iterator[Callable[[Tensor, Tensor | None], Tensor]]:
+        """The net of the slots taking part in ``sub_step``, as a function of (inputs, labels) stacked
+        for them alone. The others' weights get zero gradients and their batch-norm statistics are
+        untouched: the taking part's are gathered, updated by the forward passes, and written back
+        on leaving (after the backward pass, which reads what the forward passes saw)."""
+        if sub_step.everyone:
+            yield lambda inputs, labels: self.forward(self.params, self.buffers, inputs, labels)
+            return
+        params = {name: value[sub_step.rows] for name, value in self.params.items()}
+        buffers = {name: value[sub_step.rows] for name, value in self.buffers.items()}
+        yield lambda inputs, labels: self.forward(params, buffers, inputs, labels)
+        with torch.no_grad():
+            for name, value in buffers.items():
+                self.buffers[name].index_copy_(0, sub_step.rows, value)
 
     def load_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         with torch.no_grad():
@@ -132,15 +156,6 @@ class _StackedNet:
         state = {name: value[slot].detach().clone() for name, value in {**self.params, **self.buffers}.items()}
         module.load_state_dict(state)
         self.optimizers.slot_state(slot, optimizer)
-
-    @contextmanager
-    def buffers_kept_unless(self, active: Tensor) -> Iterator[None]:
-        """Batch-norm statistics that a forward pass updates change only in the ``active`` slots."""
-        before = {name: buffer.clone() for name, buffer in self.buffers.items()}
-        yield
-        with torch.no_grad():
-            for name, buffer in self.buffers.items():
-                buffer.copy_(torch.where(_slot_view(active, buffer), buffer, before[name]))
 
 
 class Cohort:
@@ -170,7 +185,7 @@ class Cohort:
         self.critic_counts = torch.zeros(slots, device=self.device)
         self.generator_counts = torch.zeros(slots, device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._plan: tuple[list, list] | None = None
+        self._plan: tuple[list[_SubStep], list[_SubStep]] | None = None
 
     @cached_property
     def quality(self):
@@ -244,63 +259,66 @@ class Cohort:
         trainer.save_checkpoint(files.checkpoint)
 
     # --------------------------------------------------------------------- the step
-    def _masks(self, sub_steps: str) -> list[tuple[list[bool], Tensor]]:
-        """For each critic (or generator) sub-step of the cohort's step, which slots take part in it,
-        as a list and as a tensor on the device (made here, since a CUDA graph cannot copy one in)."""
+    def _sub_steps(self, sub_steps: str) -> list[_SubStep]:
+        """For each critic (or generator) sub-step of the cohort's step, the slots taking part in it."""
         counts = [getattr(slot.config, sub_steps) if slot else 0 for slot in self.slots]
-        masks = [[count > sub_step for count in counts] for sub_step in range(max(counts, default=0))]
-        return [(mask, torch.tensor(mask, device=self.device)) for mask in masks]
+        plan = []
+        for sub_step in range(max(counts, default=0)):
+            slots = [index for index, count in enumerate(counts) if count > sub_step]
+            active = torch.tensor([count > sub_step for count in counts], device=self.device)
+            rows = torch.tensor(slots, device=self.device)
+            plan.append(_SubStep(slots, active, rows, everyone=len(slots) == self.capacity))
+        return plan
 
-    def _everyone(self, takes_part: list[bool]) -> bool:
-        """Every slot takes part (all filled and none skipping): no state needs keeping."""
-        return all(takes_part)
+    def _draw(self, sub_step: _SubStep, draw: Callable[[_Slot], Tensor]) -> Tensor:
+        """One draw per slot taking part, from its own stream, stacked."""
+        return torch.stack([draw(self.slots[index]) for index in sub_step.slots])
 
-    def _draw(self, takes_part: list[bool], draw: Callable[[_Slot], Tensor], empty: Tensor) -> Tensor:
-        """One draw per taking-part slot from its own stream, stacked; ``empty`` where a slot draws nothing."""
-        return torch.stack([draw(slot) if part else empty for slot, part in zip(self.slots, takes_part)])
+    def _per_slot(self, sub_step: _SubStep, value: Callable[[int, _Slot], Tensor]) -> Tensor:
+        """``value(row, slot)`` for each slot taking part (``row``: its place among them), stacked."""
+        return torch.stack([value(row, self.slots[index]) for row, index in enumerate(sub_step.slots)])
 
     def _noise(self, slot: _Slot) -> Tensor:
         return torch.randn(self.shape.batch_size, self.shape.latent_dim, device=self.device, generator=slot.rng)
 
-    def _per_slot(self, takes_part: list[bool], value: Callable[[int], Tensor]) -> Tensor:
-        zero = torch.zeros((), device=self.device)
-        return torch.stack([value(index) if part else zero for index, part in enumerate(takes_part)])
+    def _indices(self, size: int) -> Callable[[_Slot], Tensor]:
+        return lambda slot: torch.randint(0, size, (self.shape.batch_size,), device=self.device, generator=slot.rng)
 
-    def _critic_step(self, takes_part: list[bool], active: Tensor) -> None:
-        batch = self.shape.batch_size
-        real_index = self._draw(takes_part, lambda s: torch.randint(0, self.data.train_x.shape[0], (batch,),
-                                                                     device=self.device, generator=s.rng),
-                                torch.zeros(batch, dtype=torch.long, device=self.device))
-        real, labels = self.data.train_x[real_index], self.data.train_y[real_index]
-        labels = labels if self.shape.conditional else None
-        z = self._draw(takes_part, self._noise, torch.zeros(batch, self.shape.latent_dim, device=self.device))
-        with torch.no_grad():
-            fake = self.generator(z, labels)
-        real_scores = self.discriminator(real, labels)
-        fake_scores = self.discriminator(fake, labels)
-        losses = self._per_slot(takes_part, lambda k: self.slots[k].loss.discriminator(real_scores[k], fake_scores[k]))
-        penalties = self._penalties(takes_part, real, fake, labels)
-        grads = list(torch.autograd.grad((losses + self.gp_weight * penalties).sum(),
-                                         list(self.discriminator.params.values())))
-        norms = _slot_grad_norms(grads)
-        self.discriminator.optimizers.step(grads, active, self._everyone(takes_part))
-        self._clip(active)
+    def _critic_step(self, sub_step: _SubStep) -> None:
+        with self.generator.restricted(sub_step) as generate, self.discriminator.restricted(sub_step) as criticise:
+            real_index = self._draw(sub_step, self._indices(self.data.train_x.shape[0]))
+            real, labels = self.data.train_x[real_index], self.data.train_y[real_index]
+            labels = labels if self.shape.conditional else None
+            z = self._draw(sub_step, self._noise)
+            with torch.no_grad():
+                fake = generate(z, labels)
+            real_scores = criticise(real, labels)
+            fake_scores = criticise(fake, labels)
+            losses = self._per_slot(sub_step, lambda row, slot: slot.loss.discriminator(real_scores[row], fake_scores[row]))
+            penalties = self._penalties(sub_step, criticise, real, fake, labels)
+            weights = self.gp_weight[sub_step.rows]
+            grads = list(torch.autograd.grad((losses + weights * penalties).sum(),
+                                             list(self.discriminator.params.values())))
+        norms = _slot_grad_norms(grads)[sub_step.rows]
+        self.discriminator.optimizers.step(grads, sub_step.active, sub_step.everyone)
+        self._clip(sub_step.active)
         wasserstein = real_scores.mean(1) - fake_scores.mean(1)
         signals = torch.stack([losses, wasserstein, penalties, norms], dim=1).detach()
-        self.critic_sums += torch.where(active[:, None], signals, 0.0)
-        self.critic_counts += active
+        self.critic_sums.index_add_(0, sub_step.rows, signals)
+        self.critic_counts += sub_step.active
 
-    def _penalties(self, takes_part: list[bool], real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
+    def _penalties(self, sub_step: _SubStep, criticise, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
         """Each penalised slot's gradient penalty, with its own interpolation weights; zero elsewhere."""
-        penalised = [part and slot.penalty_weight > 0 for part, slot in zip(takes_part, self.slots)]
+        penalised = [self.slots[index].penalty_weight > 0 for index in sub_step.slots]
         if not any(penalised):
-            return torch.zeros(self.capacity, device=self.device)
-        mix = self._draw(penalised, lambda s: interpolation_weights(real[0], s.rng),
-                         real.new_zeros(real.shape[1:2] + (1,) * (real.dim() - 2)))
+            return torch.zeros(len(sub_step.slots), device=self.device)
+        no_mix = real.new_zeros(real.shape[1:2] + (1,) * (real.dim() - 2))
+        mix = self._per_slot(sub_step, lambda row, slot: interpolation_weights(real[row], slot.rng)
+                             if penalised[row] else no_mix)
         interpolates = (mix * real + (1.0 - mix) * fake.detach()).requires_grad_(True)
-        scores = self.discriminator(interpolates, labels)
-        (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
-        return self._per_slot(penalised, lambda k: slope_penalty(grads[k]))
+        (grads,) = torch.autograd.grad(criticise(interpolates, labels).sum(), interpolates, create_graph=True)
+        zero = torch.zeros((), device=self.device)
+        return self._per_slot(sub_step, lambda row, slot: slope_penalty(grads[row]) if penalised[row] else zero)
 
     @torch.no_grad()
     def _clip(self, active: Tensor) -> None:
@@ -312,43 +330,28 @@ class Cohort:
             clipped = torch.maximum(torch.minimum(param, bound), -bound)
             param.copy_(torch.where(_slot_view(active, param), clipped, param))
 
-    def _generator_step(self, takes_part: list[bool], active: Tensor) -> None:
-        batch = self.shape.batch_size
-        labels = None
-        if self.shape.conditional:
-            label_index = self._draw(takes_part, lambda s: torch.randint(0, self.data.train_y.shape[0], (batch,),
-                                                                          device=self.device, generator=s.rng),
-                                     torch.zeros(batch, dtype=torch.long, device=self.device))
-            labels = self.data.train_y[label_index]
-        z = self._draw(takes_part, self._noise, torch.zeros(batch, self.shape.latent_dim, device=self.device))
-        scores = self.discriminator(self.generator(z, labels), labels)
-        losses = self._per_slot(takes_part, lambda k: self.slots[k].loss.generator(scores[k]))
-        grads = list(torch.autograd.grad(losses.sum(), list(self.generator.params.values())))
-        norms = _slot_grad_norms(grads)
-        self.generator.optimizers.step(grads, active, self._everyone(takes_part))
-        self.generator_sums += torch.where(active[:, None], torch.stack([losses, norms], dim=1).detach(), 0.0)
-        self.generator_counts += active
+    def _generator_step(self, sub_step: _SubStep) -> None:
+        with self.generator.restricted(sub_step) as generate, self.discriminator.restricted(sub_step) as criticise:
+            labels = None
+            if self.shape.conditional:
+                labels = self.data.train_y[self._draw(sub_step, self._indices(self.data.train_y.shape[0]))]
+            z = self._draw(sub_step, self._noise)
+            scores = criticise(generate(z, labels), labels)
+            losses = self._per_slot(sub_step, lambda row, slot: slot.loss.generator(scores[row]))
+            grads = list(torch.autograd.grad(losses.sum(), list(self.generator.params.values())))
+        norms = _slot_grad_norms(grads)[sub_step.rows]
+        self.generator.optimizers.step(grads, sub_step.active, sub_step.everyone)
+        self.generator_sums.index_add_(0, sub_step.rows, torch.stack([losses, norms], dim=1).detach())
+        self.generator_counts += sub_step.active
 
     def _train_step(self) -> None:
         if self._plan is None:
-            self._plan = self._masks("d_steps"), self._masks("g_steps")
-        critic_masks, generator_masks = self._plan
-        for takes_part, active in critic_masks:
-            with self._statistics_kept_unless(takes_part, active):
-                self._critic_step(takes_part, active)
-        for takes_part, active in generator_masks:
-            with self._statistics_kept_unless(takes_part, active):
-                self._generator_step(takes_part, active)
-
-    @contextmanager
-    def _statistics_kept_unless(self, takes_part: list[bool], active: Tensor) -> Iterator[None]:
-        """Both nets' batch-norm statistics change in a sub-step only for the slots taking part.
-        (Restored after the backward pass, which reads the statistics the forward pass saw.)"""
-        if self._everyone(takes_part):
-            yield
-            return
-        with self.generator.buffers_kept_unless(active), self.discriminator.buffers_kept_unless(active):
-            yield
+            self._plan = self._sub_steps("d_steps"), self._sub_steps("g_steps")
+        critic_sub_steps, generator_sub_steps = self._plan
+        for sub_step in critic_sub_steps:
+            self._critic_step(sub_step)
+        for sub_step in generator_sub_steps:
+            self._generator_step(sub_step)
 
     def run_steps(self, count: int) -> None:
         """Train every live slot ``count`` steps; on CUDA, replays of one captured cohort step."""
