@@ -10,153 +10,34 @@ loss, regulariser strength, D:G steps, optimizer and its settings, seed and step
 slot does is exactly what a single-trial ``Trainer`` with its config does: its weights start
 from its seed, its random draws come from its own stream in the trainer's order, its batch-norm
 statistics and optimizer state are its own, and a slot with fewer critic or generator steps
-than the cohort's maximum is masked in the sub-steps it skips (weights, optimizer moments and
+than the cohort's maximum sits out the sub-steps it skips (weights, optimizer moments and
 normalisation statistics untouched, and no random draw). A slot converts to a ``Trainer`` and
 back, so its checkpoints, samples and evaluation are the single trainer's own.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch import Tensor
 
+from trainables.cohort_slots import SHAPE_KEYS, Slot, SlotReport, cohort_shape, stream_of_new_trainer
 from trainables.config import TrainConfig, resolve_device
 from trainables.cuda_graph import GRAPH_WARMUP_STEPS, capture_step
 from trainables.data import DataBundle
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
-from trainables.losses import GRADIENT_PENALTY, LOSSES, WEIGHT_CLIPPING, LossPair, build_loss, interpolation_weights, slope_penalty
-from trainables.models import build_discriminator
+from trainables.losses import GRADIENT_PENALTY, LOSSES, WEIGHT_CLIPPING, build_loss, interpolation_weights, slope_penalty
 from trainables.quality import build_quality
 from trainables.report_loop import ReportFiles
-from trainables.slot_optimizers import SlotOptimizers
+from trainables.slot_optimizers import slot_view
+from trainables.stacked_net import StackedNet, SubStep, slot_grad_norms
 from trainables.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
-
-# What every slot of a cohort shares: the nets' shapes (and so the stacked weights), the batch,
-# the device, and the evaluation schedule, whose boundaries are where slots report.
-SHAPE_KEYS = ("dataset", "data_root", "arch", "width", "batch_size", "latent_dim", "conditional", "spectral_norm",
-              "device", "cuda_graph", "eval_every", "eval_samples")
-
-
-def cohort_shape(config: TrainConfig) -> tuple:
-    """The key trials must share to train in one cohort: the ``SHAPE_KEYS`` and D's tensors, which
-    other axes can change (a gradient penalty takes batch norm out of a DCGAN critic)."""
-    with torch.device("meta"):
-        critic = build_discriminator(config)
-    return (*(getattr(config, key) for key in SHAPE_KEYS),
-            tuple((name, tuple(value.shape)) for name, value in critic.state_dict().items()))
-
-
-@dataclass
-class SlotReport:
-    """A slot's report at an evaluation boundary; ``ended`` when the trial completed or diverged."""
-
-    slot: int
-    config: TrainConfig
-    report: dict[str, Any]
-    ended: bool
-
-
-@dataclass
-class _Slot:
-    """A live slot's own state beside its stacked tensors."""
-
-    config: TrainConfig
-    loss: LossPair
-    rng: torch.Generator
-    step: int
-    last_report: dict[str, Any]
-    penalty_weight: float
-    clipped: bool
-    ended: bool = False
-    interval_steps: int = 0
-    interval_started: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(frozen=True)
-class _SubStep:
-    """The slots taking part in one critic or generator sub-step: by index, as a mask over all slots,
-    and as row indices (both made when the slots change, since a CUDA graph cannot copy them in)."""
-
-    slots: list[int]
-    active: Tensor
-    rows: Tensor
-    everyone: bool
-
-
-def _stream_of_new_trainer(device: torch.device) -> torch.Generator:
-    """A private generator at the default generator's state: the stream a just-built ``Trainer`` draws from."""
-    rng = torch.Generator(device=device)
-    rng.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
-    return rng
-
-
-def _slot_view(values: Tensor, like: Tensor) -> Tensor:
-    """One value per slot, shaped to broadcast over a stacked tensor ``like``."""
-    return values.view(-1, *([1] * (like.dim() - 1)))
-
-
-def _slot_grad_norms(grads: list[Tensor]) -> Tensor:
-    """Each slot's total gradient 2-norm over all of a net's parameters."""
-    return torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-
-
-def _batched_net(module: nn.Module, conditional: bool) -> Callable[..., Tensor]:
-    """``module`` applied slot by slot to stacked weights, buffers, inputs and labels."""
-    structure = copy.deepcopy(module).to("meta")
-
-    def call(params, buffers, inputs, labels):
-        return functional_call(structure, (params, buffers), (inputs, labels))
-
-    return vmap(call, in_dims=(0, 0, 0, 0 if conditional else None))
-
-
-class _StackedNet:
-    """One net's weights and buffers for every slot, the batched forward, and the slots' optimizers."""
-
-    def __init__(self, module: nn.Module, slots: int, conditional: bool):
-        self.params, self.buffers = stack_module_state([module] * slots)
-        self.forward = _batched_net(module, conditional)
-        self.optimizers = SlotOptimizers(list(self.params.values()), slots)
-
-    @contextmanager
-    def restricted(self, sub_step: "_SubStep") -> Iterator[Callable[[Tensor, Tensor | None], Tensor]]:
-        """The net of the slots taking part in ``sub_step``, as a function of (inputs, labels) stacked
-        for them alone. The others' weights get zero gradients and their batch-norm statistics are
-        untouched: the taking part's are gathered, updated by the forward passes, and written back
-        on leaving (after the backward pass, which reads what the forward passes saw)."""
-        if sub_step.everyone:
-            yield lambda inputs, labels: self.forward(self.params, self.buffers, inputs, labels)
-            return
-        params = {name: value[sub_step.rows] for name, value in self.params.items()}
-        buffers = {name: value[sub_step.rows] for name, value in self.buffers.items()}
-        yield lambda inputs, labels: self.forward(params, buffers, inputs, labels)
-        with torch.no_grad():
-            for name, value in buffers.items():
-                self.buffers[name].index_copy_(0, sub_step.rows, value)
-
-    def load_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        with torch.no_grad():
-            for name, value in module.state_dict().items():
-                stacked = self.params[name] if name in self.params else self.buffers[name]
-                stacked[slot] = value
-        self.optimizers.load_slot(slot, optimizer)
-
-    def write_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        state = {name: value[slot].detach().clone() for name, value in {**self.params, **self.buffers}.items()}
-        module.load_state_dict(state)
-        self.optimizers.slot_state(slot, optimizer)
-
 
 class Cohort:
     """Up to ``slots`` trials whose configs share ``shape``'s ``cohort_shape``, trained in one step.
@@ -174,10 +55,10 @@ class Cohort:
         self.device = resolve_device(shape.device)
         self.data = (data or load_dataset(shape.dataset, shape.data_root)).to(self.device)
         template = Trainer(shape, self.data)
-        self.generator = _StackedNet(template.generator, slots, shape.conditional)
-        self.discriminator = _StackedNet(template.discriminator, slots, shape.conditional)
+        self.generator = StackedNet(template.generator, slots, shape.conditional)
+        self.discriminator = StackedNet(template.discriminator, slots, shape.conditional)
         self.use_graph = template.use_graph
-        self.slots: list[_Slot | None] = [None] * slots
+        self.slots: list[Slot | None] = [None] * slots
         self.gp_weight = torch.zeros(slots, device=self.device)
         self.clip = torch.full((slots,), math.inf, device=self.device)
         self.critic_sums = torch.zeros(slots, len(CRITIC_SIGNALS), device=self.device)
@@ -185,7 +66,7 @@ class Cohort:
         self.critic_counts = torch.zeros(slots, device=self.device)
         self.generator_counts = torch.zeros(slots, device=self.device)
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._plan: tuple[list[_SubStep], list[_SubStep]] | None = None
+        self._plan: tuple[list[SubStep], list[SubStep]] | None = None
 
     @cached_property
     def quality(self):
@@ -210,7 +91,7 @@ class Cohort:
         if regulariser not in (None, GRADIENT_PENALTY, WEIGHT_CLIPPING):
             raise ConfigError(f"cohort: the {config.loss} loss's regulariser has no batched form")
         trainer = Trainer.from_checkpoint(checkpoint, config.to_dict(), self.data) if checkpoint else Trainer(config, self.data)
-        rng = _stream_of_new_trainer(self.device)
+        rng = stream_of_new_trainer(self.device)
         self.generator.load_slot(index, trainer.generator, trainer.opt_g)
         self.discriminator.load_slot(index, trainer.discriminator, trainer.opt_d)
         strength = float(getattr(config, regulariser.key) or 0.0) if regulariser else 0.0
@@ -218,7 +99,7 @@ class Cohort:
         self.clip[index] = strength if regulariser is WEIGHT_CLIPPING and strength else math.inf
         for sums in (self.critic_sums, self.generator_sums, self.critic_counts, self.generator_counts):
             sums[index] = 0.0
-        self.slots[index] = _Slot(config, build_loss(config), rng, trainer.step, dict(trainer.last_report),
+        self.slots[index] = Slot(config, build_loss(config), rng, trainer.step, dict(trainer.last_report),
                                   float(self.gp_weight[index]), bool(self.clip[index] < math.inf))
         self._changed()
 
@@ -259,7 +140,7 @@ class Cohort:
         trainer.save_checkpoint(files.checkpoint)
 
     # --------------------------------------------------------------------- the step
-    def _sub_steps(self, sub_steps: str) -> list[_SubStep]:
+    def _sub_steps(self, sub_steps: str) -> list[SubStep]:
         """For each critic (or generator) sub-step of the cohort's step, the slots taking part in it."""
         counts = [getattr(slot.config, sub_steps) if slot else 0 for slot in self.slots]
         plan = []
@@ -267,24 +148,24 @@ class Cohort:
             slots = [index for index, count in enumerate(counts) if count > sub_step]
             active = torch.tensor([count > sub_step for count in counts], device=self.device)
             rows = torch.tensor(slots, device=self.device)
-            plan.append(_SubStep(slots, active, rows, everyone=len(slots) == self.capacity))
+            plan.append(SubStep(slots, active, rows, everyone=len(slots) == self.capacity))
         return plan
 
-    def _draw(self, sub_step: _SubStep, draw: Callable[[_Slot], Tensor]) -> Tensor:
+    def _draw(self, sub_step: SubStep, draw: Callable[[Slot], Tensor]) -> Tensor:
         """One draw per slot taking part, from its own stream, stacked."""
         return torch.stack([draw(self.slots[index]) for index in sub_step.slots])
 
-    def _per_slot(self, sub_step: _SubStep, value: Callable[[int, _Slot], Tensor]) -> Tensor:
+    def _per_slot(self, sub_step: SubStep, value: Callable[[int, Slot], Tensor]) -> Tensor:
         """``value(row, slot)`` for each slot taking part (``row``: its place among them), stacked."""
         return torch.stack([value(row, self.slots[index]) for row, index in enumerate(sub_step.slots)])
 
-    def _noise(self, slot: _Slot) -> Tensor:
+    def _noise(self, slot: Slot) -> Tensor:
         return torch.randn(self.shape.batch_size, self.shape.latent_dim, device=self.device, generator=slot.rng)
 
-    def _indices(self, size: int) -> Callable[[_Slot], Tensor]:
+    def _indices(self, size: int) -> Callable[[Slot], Tensor]:
         return lambda slot: torch.randint(0, size, (self.shape.batch_size,), device=self.device, generator=slot.rng)
 
-    def _critic_step(self, sub_step: _SubStep) -> None:
+    def _critic_step(self, sub_step: SubStep) -> None:
         with self.generator.restricted(sub_step) as generate, self.discriminator.restricted(sub_step) as criticise:
             real_index = self._draw(sub_step, self._indices(self.data.train_x.shape[0]))
             real, labels = self.data.train_x[real_index], self.data.train_y[real_index]
@@ -299,7 +180,7 @@ class Cohort:
             weights = self.gp_weight[sub_step.rows]
             grads = list(torch.autograd.grad((losses + weights * penalties).sum(),
                                              list(self.discriminator.params.values())))
-        norms = _slot_grad_norms(grads)[sub_step.rows]
+        norms = slot_grad_norms(grads)[sub_step.rows]
         self.discriminator.optimizers.step(grads, sub_step.active, sub_step.everyone)
         self._clip(sub_step.active)
         wasserstein = real_scores.mean(1) - fake_scores.mean(1)
@@ -307,7 +188,7 @@ class Cohort:
         self.critic_sums.index_add_(0, sub_step.rows, signals)
         self.critic_counts += sub_step.active
 
-    def _penalties(self, sub_step: _SubStep, criticise, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
+    def _penalties(self, sub_step: SubStep, criticise, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
         """Each penalised slot's gradient penalty, with its own interpolation weights; zero elsewhere."""
         penalised = [self.slots[index].penalty_weight > 0 for index in sub_step.slots]
         if not any(penalised):
@@ -326,11 +207,11 @@ class Cohort:
         if not any(slot is not None and slot.clipped for slot in self.slots):
             return
         for param in self.discriminator.params.values():
-            bound = _slot_view(self.clip, param)
+            bound = slot_view(self.clip, param)
             clipped = torch.maximum(torch.minimum(param, bound), -bound)
-            param.copy_(torch.where(_slot_view(active, param), clipped, param))
+            param.copy_(torch.where(slot_view(active, param), clipped, param))
 
-    def _generator_step(self, sub_step: _SubStep) -> None:
+    def _generator_step(self, sub_step: SubStep) -> None:
         with self.generator.restricted(sub_step) as generate, self.discriminator.restricted(sub_step) as criticise:
             labels = None
             if self.shape.conditional:
@@ -339,7 +220,7 @@ class Cohort:
             scores = criticise(generate(z, labels), labels)
             losses = self._per_slot(sub_step, lambda row, slot: slot.loss.generator(scores[row]))
             grads = list(torch.autograd.grad(losses.sum(), list(self.generator.params.values())))
-        norms = _slot_grad_norms(grads)[sub_step.rows]
+        norms = slot_grad_norms(grads)[sub_step.rows]
         self.generator.optimizers.step(grads, sub_step.active, sub_step.everyone)
         self.generator_sums.index_add_(0, sub_step.rows, torch.stack([losses, norms], dim=1).detach())
         self.generator_counts += sub_step.active
@@ -369,7 +250,7 @@ class Cohort:
                 slot.interval_steps += count
 
     # -------------------------------------------------------------------------- reports
-    def _until_next_report(self, slot: _Slot) -> int:
+    def _until_next_report(self, slot: Slot) -> int:
         eval_every = self.shape.eval_every
         return min(eval_every - slot.step % eval_every, slot.config.steps - slot.step)
 

@@ -19,8 +19,8 @@ EPS = 1e-8  # torch.optim's default for both
 RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop's default smoothing of the squared gradient
 
 
-def _per_slot(values: Tensor, like: Tensor) -> Tensor:
-    """One value per slot, shaped to broadcast over stacked weights ``like``."""
+def slot_view(values: Tensor, like: Tensor) -> Tensor:
+    """One value per slot, shaped to broadcast over a stacked tensor ``like``."""
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
@@ -86,22 +86,22 @@ class SlotOptimizers:
         denominator_scale = (1 - self.beta2**safe_steps).sqrt().to(dtype)
         lr, beta1_weight, beta2 = self.lr.to(dtype), (1 - self.beta1).to(dtype), self.beta2.to(dtype)
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            new_exp_avg_sq = exp_avg_sq * _per_slot(beta2, param) + (1 - _per_slot(beta2, param)) * grad * grad
+            new_exp_avg_sq = exp_avg_sq * slot_view(beta2, param) + (1 - slot_view(beta2, param)) * grad * grad
             if adam_slots:
-                new_exp_avg = exp_avg.lerp(grad, _per_slot(beta1_weight, param))
-                adam_update = new_exp_avg / (new_exp_avg_sq.sqrt() / _per_slot(denominator_scale, param) + EPS)
-                update = adam_update * _per_slot(step_size, param)
+                new_exp_avg = exp_avg.lerp(grad, slot_view(beta1_weight, param))
+                adam_update = new_exp_avg / (new_exp_avg_sq.sqrt() / slot_view(denominator_scale, param) + EPS)
+                update = adam_update * slot_view(step_size, param)
             if rmsprop_slots:
-                rmsprop_update = grad / (new_exp_avg_sq.sqrt() + EPS) * _per_slot(lr, param)
-                update = torch.where(_per_slot(self.is_adam, param), update, rmsprop_update) if adam_slots else rmsprop_update
+                rmsprop_update = grad / (new_exp_avg_sq.sqrt() + EPS) * slot_view(lr, param)
+                update = torch.where(slot_view(self.is_adam, param), update, rmsprop_update) if adam_slots else rmsprop_update
             if everyone:
                 param.sub_(update)
                 exp_avg_sq.copy_(new_exp_avg_sq)
                 if adam_slots:
                     exp_avg.copy_(new_exp_avg)
                 continue
-            keep = _per_slot(mask, param)
+            keep = slot_view(mask, param)
             param.copy_(torch.where(keep, param - update, param))
             exp_avg_sq.copy_(torch.where(keep, new_exp_avg_sq, exp_avg_sq))
             if adam_slots:
-                exp_avg.copy_(torch.where(keep & _per_slot(self.is_adam, param), new_exp_avg, exp_avg))
+                exp_avg.copy_(torch.where(keep & slot_view(self.is_adam, param), new_exp_avg, exp_avg))

@@ -31,7 +31,8 @@ from ray import tune
 from search_spaces.preset_types import Budget, SearchPreset
 from pipelines.search.algorithms import build_pruner, build_sampler
 from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.cohort import SHAPE_KEYS, Cohort, SlotReport, cohort_shape
+from trainables.cohort import Cohort
+from trainables.cohort_slots import SHAPE_KEYS, SlotReport, cohort_shape
 from trainables.config import config_from_dict
 from trainables.errors import UnsupportedVersion
 from trainables.objectives import best_of, worst_value

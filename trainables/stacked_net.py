@@ -1,0 +1,85 @@
+"""One net of a cohort: its weights and buffers stacked along a slot dimension, run for all slots at once.
+
+``torch.func.vmap`` over ``functional_call`` applies the net slot by slot to the stacked tensors,
+so each layer is one batched kernel for every slot (a convolution over stacked weights becomes one
+grouped convolution). Batch norm's running statistics, stacked too, are updated per slot by the
+forward pass. A ``SubStep`` names the slots taking part in one critic or generator update; the
+others are left out of the computation altogether.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from trainables.slot_optimizers import SlotOptimizers
+
+
+@dataclass(frozen=True)
+class SubStep:
+    """The slots taking part in one critic or generator sub-step: by index, as a mask over all slots,
+    and as row indices (both made when the slots change, since a CUDA graph cannot copy them in)."""
+
+    slots: list[int]
+    active: Tensor
+    rows: Tensor
+    everyone: bool
+
+
+
+def slot_grad_norms(grads: list[Tensor]) -> Tensor:
+    """Each slot's total gradient 2-norm over all of a net's parameters."""
+    return torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+
+
+def _batched_net(module: nn.Module, conditional: bool) -> Callable[..., Tensor]:
+    """``module`` applied slot by slot to stacked weights, buffers, inputs and labels."""
+    structure = copy.deepcopy(module).to("meta")
+
+    def call(params, buffers, inputs, labels):
+        return functional_call(structure, (params, buffers), (inputs, labels))
+
+    return vmap(call, in_dims=(0, 0, 0, 0 if conditional else None))
+
+
+class StackedNet:
+    """One net's weights and buffers for every slot, the batched forward, and the slots' optimizers."""
+
+    def __init__(self, module: nn.Module, slots: int, conditional: bool):
+        self.params, self.buffers = stack_module_state([module] * slots)
+        self.forward = _batched_net(module, conditional)
+        self.optimizers = SlotOptimizers(list(self.params.values()), slots)
+
+    @contextmanager
+    def restricted(self, sub_step: "SubStep") -> Iterator[Callable[[Tensor, Tensor | None], Tensor]]:
+        """The net of the slots taking part in ``sub_step``, as a function of (inputs, labels) stacked
+        for them alone. The others' weights get zero gradients and their batch-norm statistics are
+        untouched: the taking part's are gathered, updated by the forward passes, and written back
+        on leaving (after the backward pass, which reads what the forward passes saw)."""
+        if sub_step.everyone:
+            yield lambda inputs, labels: self.forward(self.params, self.buffers, inputs, labels)
+            return
+        params = {name: value[sub_step.rows] for name, value in self.params.items()}
+        buffers = {name: value[sub_step.rows] for name, value in self.buffers.items()}
+        yield lambda inputs, labels: self.forward(params, buffers, inputs, labels)
+        with torch.no_grad():
+            for name, value in buffers.items():
+                self.buffers[name].index_copy_(0, sub_step.rows, value)
+
+    def load_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        with torch.no_grad():
+            for name, value in module.state_dict().items():
+                stacked = self.params[name] if name in self.params else self.buffers[name]
+                stacked[slot] = value
+        self.optimizers.load_slot(slot, optimizer)
+
+    def write_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        state = {name: value[slot].detach().clone() for name, value in {**self.params, **self.buffers}.items()}
+        module.load_state_dict(state)
+        self.optimizers.slot_state(slot, optimizer)
