@@ -101,7 +101,7 @@ def _reopened(study, number: int):
     trial_id = getattr(frozen, "_trial_id", None)
     if trial_id is None:
         raise UnsupportedVersion(f"optuna {optuna.__version__}'s FrozenTrial has no _trial_id, which a resumed cohort "
-                                 "relies on; install an optuna version gantune supports (tested: 4.7)")
+                                 "relies on; install an optuna version gantune supports (tested: 5.0)")
     return optuna.trial.Trial(study, trial_id)
 
 
@@ -159,6 +159,7 @@ class CohortHost:
             trial.set_user_attr(HOST_ATTR, self.trial_id)
             self.trials[slot] = trial
             self.started += 1
+            misses = 0
 
     # --------------------------------------------------------------------------- boundaries
     def _judge(self, slot_report: SlotReport, value: float) -> str | None:
