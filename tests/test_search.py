@@ -138,7 +138,10 @@ def cluster():
 def snapshot_trials(experiment: Path) -> dict[str, str]:
     """Each trial's status in the newest experiment snapshot (each driver writes its own file, named
     by its start time): the trials a resume knows."""
-    newest = max(experiment.glob("experiment_state-*.json"))
+    snapshots = sorted(experiment.glob("experiment_state-*.json"))
+    if not snapshots:
+        return {}
+    newest = snapshots[-1]
     return {trial["trial_id"]: trial["status"]
             for trial in (json.loads(trial_json) for trial_json, _ in json.loads(newest.read_text())["trial_data"])}
 

@@ -119,12 +119,16 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
     checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
     history = best.metrics_dataframe
     value = best_of(history[metric].dropna().tolist(), mode)
-    path = Path(checkpoint.path) / CHECKPOINT_FILE if checkpoint else None
-    if BEST_SLOT_TRIAL in history:
-        trial_id = str(history.loc[history[metric] == value, BEST_SLOT_TRIAL].iloc[0])
-        config = load_checkpoint(path)["config"] if path is not None and path.is_file() else {}
+    if BEST_SLOT_TRIAL in history and best.best_checkpoints:
+        # The best kept checkpoint and its own report: a report whose checkpoint a killed driver
+        # never registered cannot be the one best.json points at.
+        checkpoint, metrics = best_of(best.best_checkpoints, mode, lambda kept: kept[1][metric])
+        value, trial_id = metrics[metric], metrics[BEST_SLOT_TRIAL]
+        weights = Path(checkpoint.path) / CHECKPOINT_FILE
+        config = load_checkpoint(weights)["config"] if weights.is_file() else {}  # none if every slot diverged
     else:
         trial_id, config = best.metrics["trial_id"], config_from_dict(best.config).to_dict()
+    path = Path(checkpoint.path) / CHECKPOINT_FILE if checkpoint else None
     return {"trial_id": trial_id, "config": config, "metric": metric, "mode": mode, "value": value,
             "checkpoint": str(path) if path else None}
 
