@@ -9,6 +9,7 @@ times the trial-steps per second; its share of the device's peak is printed when
 
     python bench/cohort.py                      # CPU, K up to 32
     python bench/cohort.py --device cuda        # K up to 256
+    python bench/cohort.py --device cuda --mixed-precision bf16
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ NETS = {
     "cuda": dict(dataset="mnist", arch="dcgan", batch_size=64),
 }
 COHORT_SIZES = {"cpu": (1, 2, 4, 8, 16, 32), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256)}
-# Dense peaks in TFLOP/s of the precision these nets train in (fp32; TF32 tensor cores for convolutions).
-PEAK_TFLOPS = {"H100": 494.7, "H200": 494.7}
+# Dense tensor-core peaks in TFLOP/s by the precision the step computes in (fp32 runs on TF32 cores).
+PEAK_TFLOPS = {"fp32": {"H100": 494.7, "H200": 494.7}, "bf16": {"H100": 989.4, "H200": 989.4}}
 
 
 def step_flops(config, data) -> int:
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (CUDA graph capture included)")
     parser.add_argument("--max-cohort", type=int, default=None, help="largest K to time")
     parser.add_argument("--loss", default="gan")
+    parser.add_argument("--mixed-precision", default="fp32", choices=("fp32", "bf16"),
+                        help="the step's compute precision (bf16: autocast), for every loop but the plain one")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, for the share column")
     args = parser.parse_args()
@@ -71,15 +74,17 @@ def main() -> None:
     device = torch.device(args.device)
     steps = args.steps or (200 if device.type == "cuda" else 30)
     nets = NETS[device.type]
-    config = config_from_dict({**nets, "loss": args.loss, "device": args.device, "steps": 10**9})
+    config = config_from_dict({**nets, "loss": args.loss, "device": args.device, "steps": 10**9,
+                               "mixed_precision": args.mixed_precision})
     data = load_dataset(config.dataset, args.data_root).to(device)
     flops = step_flops(config, data)
     peak = args.peak_tflops
     if peak is None and device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        peak = next((value for key, value in PEAK_TFLOPS.items() if key in name), None)
+        peak = next((value for key, value in PEAK_TFLOPS[args.mixed_precision].items() if key in name), None)
     threads = torch.get_num_threads()
     print(f"{config.dataset} {config.arch} width {config.width} batch {config.batch_size}, loss {args.loss}, "
+          f"mixed_precision {args.mixed_precision}, "
           f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
           f"{steps} timed steps; {flops / 1e9:.2f} GFLOP per trial-step")
 

@@ -25,6 +25,7 @@ BAD_CONFIGS = [
     ({"lr_g": float("nan")}, "lr_g must be finite"),
     ({"loss": "wgan", "clip": float("inf")}, "clip must be finite"),
     ({"steps": 2.5}, "steps must be an integer"),
+    ({"mixed_precision": "fp16"}, "unknown mixed_precision .fp16.; choose one of fp32, bf16"),
 ]
 
 

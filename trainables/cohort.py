@@ -28,7 +28,7 @@ from torch import Tensor
 
 from trainables.cohort_slots import SHAPE_KEYS, Slot, SlotReport, cohort_shape, stream_of_new_trainer
 from trainables.config import TrainConfig, resolve_device
-from trainables.cuda_graph import GRAPH_WARMUP_STEPS, capture_step
+from trainables.cuda_graph import RepeatedStep
 from trainables.data import DataBundle
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
@@ -57,7 +57,7 @@ class Cohort:
         template = Trainer(shape, self.data)
         self.generator = StackedNet(template.generator, slots, shape.conditional)
         self.discriminator = StackedNet(template.discriminator, slots, shape.conditional)
-        self.use_graph = template.use_graph
+        self._autocast = template._autocast
         self.slots: list[Slot | None] = [None] * slots
         self.gp_weight = torch.zeros(slots, device=self.device)
         self.clip = torch.full((slots,), math.inf, device=self.device)
@@ -65,7 +65,7 @@ class Cohort:
         self.generator_sums = torch.zeros(slots, len(GENERATOR_SIGNALS), device=self.device)
         self.critic_counts = torch.zeros(slots, device=self.device)
         self.generator_counts = torch.zeros(slots, device=self.device)
-        self._graph: torch.cuda.CUDAGraph | None = None
+        self._repeat_step = RepeatedStep(self._train_step, self.device, template.use_graph, self._slot_streams)
         self._plan: tuple[list[SubStep], list[SubStep]] | None = None
 
     @cached_property
@@ -110,8 +110,11 @@ class Cohort:
 
     def _changed(self) -> None:
         """The slots changed: the sub-step masks are planned again, and the CUDA graph captured again."""
-        self._graph = None
+        self._repeat_step.recapture()
         self._plan = None
+
+    def _slot_streams(self) -> list[torch.Generator]:
+        return [slot.rng for slot in self.slots if slot is not None]
 
     def trainer(self, index: int) -> Trainer:
         """Slot ``index`` as a single-trial ``Trainer``: same weights, optimizer state, step and last report.
@@ -171,12 +174,14 @@ class Cohort:
             real, labels = self.data.train_x[real_index], self.data.train_y[real_index]
             labels = labels if self.shape.conditional else None
             z = self._draw(sub_step, self._noise)
-            with torch.no_grad():
-                fake = generate(z, labels)
-            real_scores = criticise(real, labels)
-            fake_scores = criticise(fake, labels)
-            losses = self._per_slot(sub_step, lambda row, slot: slot.loss.discriminator(real_scores[row], fake_scores[row]))
-            penalties = self._penalties(sub_step, criticise, real, fake, labels)
+            with self._autocast():
+                with torch.no_grad():
+                    fake = generate(z, labels)
+                real_scores = criticise(real, labels)
+                fake_scores = criticise(fake, labels)
+                losses = self._per_slot(sub_step, lambda row, slot: slot.loss.discriminator(real_scores[row],
+                                                                                           fake_scores[row]))
+                penalties = self._penalties(sub_step, criticise, real, fake, labels)
             weights = self.gp_weight[sub_step.rows]
             grads = list(torch.autograd.grad((losses + weights * penalties).sum(),
                                              list(self.discriminator.params.values())))
@@ -217,8 +222,9 @@ class Cohort:
             if self.shape.conditional:
                 labels = self.data.train_y[self._draw(sub_step, self._indices(self.data.train_y.shape[0]))]
             z = self._draw(sub_step, self._noise)
-            scores = criticise(generate(z, labels), labels)
-            losses = self._per_slot(sub_step, lambda row, slot: slot.loss.generator(scores[row]))
+            with self._autocast():
+                scores = criticise(generate(z, labels), labels)
+                losses = self._per_slot(sub_step, lambda row, slot: slot.loss.generator(scores[row]))
             grads = list(torch.autograd.grad(losses.sum(), list(self.generator.params.values())))
         norms = slot_grad_norms(grads)[sub_step.rows]
         self.generator.optimizers.step(grads, sub_step.active, sub_step.everyone)
@@ -236,14 +242,7 @@ class Cohort:
 
     def run_steps(self, count: int) -> None:
         """Train every live slot ``count`` steps; on CUDA, replays of one captured cohort step."""
-        done = 0
-        if self.use_graph and self._graph is None and count > GRAPH_WARMUP_STEPS:
-            rngs = [slot.rng for slot in self.slots if slot is not None]
-            self._graph = capture_step(self._train_step, self.device, rngs)  # its warm-up steps train
-            done = GRAPH_WARMUP_STEPS
-        run_one = self._graph.replay if self._graph is not None else self._train_step
-        for _ in range(count - done):
-            run_one()
+        self._repeat_step(count)
         for slot in self.slots:
             if slot is not None:
                 slot.step += count

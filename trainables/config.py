@@ -26,6 +26,7 @@ from trainables.errors import ConfigError
 from trainables.losses import LOSSES
 from trainables.models import ARCHITECTURES
 from trainables.optimizers import OPTIMIZERS
+from trainables.precision import MIXED_PRECISIONS
 
 # Defaults of the shared keys that a loss may change (see ``LossSpec.defaults``).
 BASE_DEFAULTS = {"optimizer": "adam", "d_steps": 1}
@@ -72,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     cuda_graph: bool = True
+    mixed_precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,6 +170,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     _check_choice("dataset", values.get("dataset"), tuple(DATASETS))
     _check_choice("arch", values.get("arch"), tuple(ARCHITECTURES))
     _check_choice("optimizer", values.get("optimizer"), tuple(OPTIMIZERS))
+    _check_choice("mixed_precision", values.get("mixed_precision"), tuple(MIXED_PRECISIONS))
     _check_applies(values, LOSS_KEYS, "loss", loss)
 
     _fill_defaults(values, {**LOSSES[loss].own_keys, **BASE_DEFAULTS, **LOSSES[loss].defaults})

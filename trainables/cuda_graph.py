@@ -1,8 +1,9 @@
-"""One training step captured as a CUDA graph, shared by the single-trial and the cohort trainer.
+"""A training step run many times: eagerly, or on CUDA as replays of one captured CUDA graph.
 
-Small GAN nets are launch-bound on a GPU: replaying a captured step costs one launch instead of
-hundreds. CUDA graphs need the captured code warmed up on a side stream first; those warm-up
-steps are real training steps, and the caller counts them.
+Shared by the single-trial and the cohort trainer. Small GAN nets are launch-bound on a GPU:
+replaying a captured step costs one launch instead of hundreds. CUDA graphs need the captured
+code warmed up on a side stream first; those warm-up steps are real training steps, and count
+among the steps asked for.
 """
 
 from __future__ import annotations
@@ -33,3 +34,31 @@ def capture_step(train_step: Callable[[], None], device: torch.device,
     with torch.cuda.graph(graph):
         train_step()
     return graph
+
+
+class RepeatedStep:
+    """``train_step`` run ``count`` times at a call: eagerly, or, with ``use_graph``, as graph replays.
+
+    The graph is captured on the first call long enough to pay for its warm-up, and captured again
+    after ``recapture()`` (the step's tensors or ``generators()`` changed).
+    """
+
+    def __init__(self, train_step: Callable[[], None], device: torch.device, use_graph: bool,
+                 generators: Callable[[], Sequence[torch.Generator]] = tuple):
+        self.train_step = train_step
+        self.device = device
+        self.use_graph = use_graph
+        self.generators = generators
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def recapture(self) -> None:
+        self.graph = None
+
+    def __call__(self, count: int) -> None:
+        done = 0
+        if self.use_graph and self.graph is None and count > GRAPH_WARMUP_STEPS:
+            self.graph = capture_step(self.train_step, self.device, self.generators())
+            done = GRAPH_WARMUP_STEPS
+        run_one = self.graph.replay if self.graph is not None else self.train_step
+        for _ in range(count - done):
+            run_one()

@@ -8,7 +8,8 @@ only whether a penalty, a constraint or labels are in play, never which loss or 
 The step never synchronises with the device: training signals are summed into a tensor on the
 device and read once per report. On CUDA the whole step is captured in one CUDA graph (the nets
 are small enough that kernel launches, not arithmetic, bound eager training); on the CPU, or with
-``cuda_graph: false``, the same Python code runs eagerly.
+``cuda_graph: false``, the same Python code runs eagerly. With ``mixed_precision: bf16`` the
+step's forward passes run under bfloat16 autocast (``precision.py``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from torch import Tensor, nn
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig, config_from_dict, resolve_device
 from trainables.data import DataBundle, balanced_labels
-from trainables.cuda_graph import GRAPH_WARMUP_STEPS, capture_step
+from trainables.cuda_graph import RepeatedStep
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
 from trainables.losses import LOSSES, build_loss
 from trainables.models import build_discriminator, build_generator
 from trainables.optimizers import build_optimizer
 from trainables.pictures import picture_size, write_picture
+from trainables.precision import training_autocast
 from trainables.quality import build_quality
 
 CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
@@ -61,11 +63,12 @@ class Trainer:
         self.opt_d = build_optimizer(config, self.discriminator.parameters(), config.lr_d, self.use_graph)
         self.loss = build_loss(config)
         self.critic_penalty, self.penalty_weight, self.critic_constraint = self._critic_regulariser()
+        self._autocast = partial(training_autocast, self.device, config.mixed_precision)
         self.step = 0
         self.last_report: dict[str, Any] = {}
         self._critic_sums = torch.zeros(len(CRITIC_SIGNALS), device=self.device)
         self._generator_sums = torch.zeros(len(GENERATOR_SIGNALS), device=self.device)
-        self._graph: torch.cuda.CUDAGraph | None = None
+        self._repeat_step = RepeatedStep(self._train_step, self.device, self.use_graph)
 
     def _critic_regulariser(self) -> tuple[Any, float, Any]:
         """The loss's regulariser bound to D at the config's strength: (penalty, its weight, constraint).
@@ -99,12 +102,14 @@ class Trainer:
     def _critic_step(self) -> None:
         real, labels = self.data.batch(self.config.batch_size)
         labels = labels if self.config.conditional else None
-        with torch.no_grad():
-            fake = self.generator(self._noise(real.shape[0]), labels)
-        real_scores = self.discriminator(real, labels)
-        fake_scores = self.discriminator(fake, labels)
-        loss = self.loss.discriminator(real_scores, fake_scores)
-        penalty = self.critic_penalty(real, fake, labels) if self.critic_penalty else torch.zeros((), device=self.device)
+        with self._autocast():
+            with torch.no_grad():
+                fake = self.generator(self._noise(real.shape[0]), labels)
+            real_scores = self.discriminator(real, labels)
+            fake_scores = self.discriminator(fake, labels)
+            loss = self.loss.discriminator(real_scores, fake_scores)
+            penalty = (self.critic_penalty(real, fake, labels) if self.critic_penalty
+                       else torch.zeros((), device=self.device))
         self.opt_d.zero_grad(set_to_none=True)
         (loss + self.penalty_weight * penalty).backward()
         grad_norm = _grad_norm(self.discriminator)
@@ -117,7 +122,8 @@ class Trainer:
     def _generator_step(self) -> None:
         batch_size = self.config.batch_size
         labels = self._labels(batch_size)
-        loss = self.loss.generator(self.discriminator(self.generator(self._noise(batch_size), labels), labels))
+        with self._autocast():
+            loss = self.loss.generator(self.discriminator(self.generator(self._noise(batch_size), labels), labels))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _grad_norm(self.generator)
@@ -132,13 +138,7 @@ class Trainer:
 
     def run_steps(self, count: int) -> None:
         """Train ``count`` steps without reporting; the work happens asynchronously on a GPU."""
-        done = 0
-        if self.use_graph and self._graph is None and count > GRAPH_WARMUP_STEPS:
-            self._graph = capture_step(self._train_step, self.device)  # its warm-up steps train
-            done = GRAPH_WARMUP_STEPS
-        run_one = self._graph.replay if self._graph is not None else self._train_step
-        for _ in range(count - done):
-            run_one()
+        self._repeat_step(count)
         self.step += count
 
     # -------------------------------------------------------------------------- reporting
