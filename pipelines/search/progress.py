@@ -115,19 +115,25 @@ def best_record(results, metric: str, mode: str) -> dict[str, Any] | None:
     if not scored:
         return None
     best = results.get_best_result(metric, mode, scope="all", filter_nan_and_inf=True)
+    if BEST_SLOT_TRIAL in best.metrics_dataframe and best.best_checkpoints:
+        return _best_slot_trial_record(best, metric, mode)
     # A trial that diverged at its first evaluation has no checkpoint (it only wins if all diverged).
     checkpoint = best.get_best_checkpoint(metric, mode) if best.best_checkpoints else None
-    history = best.metrics_dataframe
-    value = best_of(history[metric].dropna().tolist(), mode)
-    if BEST_SLOT_TRIAL in history and best.best_checkpoints:
-        # The best kept checkpoint and its own report: a report whose checkpoint a killed driver
-        # never registered cannot be the one best.json points at.
-        checkpoint, metrics = best_of(best.best_checkpoints, mode, lambda kept: kept[1][metric])
-        value, trial_id = metrics[metric], metrics[BEST_SLOT_TRIAL]
-        weights = Path(checkpoint.path) / CHECKPOINT_FILE
-        config = load_checkpoint(weights)["config"] if weights.is_file() else {}  # none if every slot diverged
-    else:
-        trial_id, config = best.metrics["trial_id"], config_from_dict(best.config).to_dict()
+    value = best_of(best.metrics_dataframe[metric].dropna().tolist(), mode)
+    config = config_from_dict(best.config).to_dict()
+    return _record(best.metrics["trial_id"], config, metric, mode, value, checkpoint)
+
+
+def _best_slot_trial_record(host, metric: str, mode: str) -> dict[str, Any]:
+    """A cohort host's best kept checkpoint and its own report: a report whose checkpoint a killed
+    driver never registered cannot be the one best.json points at."""
+    checkpoint, metrics = best_of(host.best_checkpoints, mode, lambda kept: kept[1][metric])
+    weights = Path(checkpoint.path) / CHECKPOINT_FILE
+    config = load_checkpoint(weights)["config"] if weights.is_file() else {}  # none if every slot diverged
+    return _record(metrics[BEST_SLOT_TRIAL], config, metric, mode, metrics[metric], checkpoint)
+
+
+def _record(trial_id: str, config: dict[str, Any], metric: str, mode: str, value: float, checkpoint) -> dict[str, Any]:
     path = Path(checkpoint.path) / CHECKPOINT_FILE if checkpoint else None
     return {"trial_id": trial_id, "config": config, "metric": metric, "mode": mode, "value": value,
             "checkpoint": str(path) if path else None}

@@ -268,14 +268,16 @@ class MlflowTracking(tune.Callback):
         # A trial the search's time budget stopped is TERMINATED without an on_trial_complete; it
         # ended early like an ASHA-stopped one. Runs of no trial this driver knows are leftovers.
         by_id = {trial.trial_id: trial for trial in trials}
-        for run in self._children("attributes.status = 'RUNNING'"):
+        leftovers = self._children("attributes.status = 'RUNNING'")
+        # A slot-trial may have ended while no driver was there to log it; the study knows.
+        settled = self._settled_slot_trials() if any(TAG_OPTUNA_TRIAL in run.data.tags for run in leftovers) else {}
+        for run in leftovers:
             trial_id = run.data.tags.get(TAG_TRIAL_ID)
             state = self.trials.get(trial_id)
             trial = by_id.get(state.host if state is not None and state.host else trial_id)
             status = trial_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
             if TAG_OPTUNA_TRIAL in run.data.tags:
-                # A slot-trial may have ended while no driver was there to log it; the study knows.
-                status = self._settled(int(run.data.tags[TAG_OPTUNA_TRIAL])) or status
+                status = settled.get(int(run.data.tags[TAG_OPTUNA_TRIAL])) or status
             self._close(run.info.run_id, status)
         best = summarise_search(self.client, self.parent_id, self._children(), self.metric, self.mode)
         if best is not None:
@@ -283,12 +285,12 @@ class MlflowTracking(tune.Callback):
                 log_best_model(self.client, best, self.search_name)
         self.client.set_terminated(self.parent_id, status="FINISHED")
 
-    def _settled(self, number: int) -> str | None:
-        """How the search's Optuna study says slot-trial ``number`` ended; None while it runs."""
+    def _settled_slot_trials(self) -> dict[int, str | None]:
+        """How the search's Optuna study says each slot-trial ended, by number; None while one runs."""
         import optuna
 
         study = optuna.load_study(study_name=self.search_name, storage=optuna.storages.RDBStorage(self.study_url))
-        return slot_trial_status(study.trials[number], self.mode)
+        return {trial.number: slot_trial_status(trial, self.mode) for trial in study.trials}
 
     def _end_interrupted(self, trials, signal_name: str) -> None:
         """Runs of unfinished trials and the parent end KILLED, each tagged with the command that resumes them."""
