@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,6 +33,7 @@ from trainables.data import DataBundle
 from trainables.datasets import load_dataset
 from trainables.errors import ConfigError
 from trainables.losses import GRADIENT_PENALTY, LOSSES, WEIGHT_CLIPPING, build_loss, interpolation_weights, slope_penalty
+from trainables.precision import training_autocast
 from trainables.quality import build_quality
 from trainables.report_loop import ReportFiles
 from trainables.slot_optimizers import slot_view
@@ -57,7 +58,7 @@ class Cohort:
         template = Trainer(shape, self.data)
         self.generator = StackedNet(template.generator, slots, shape.conditional)
         self.discriminator = StackedNet(template.discriminator, slots, shape.conditional)
-        self._autocast = template._autocast
+        self._autocast = partial(training_autocast, self.device, shape.mixed_precision)
         self.slots: list[Slot | None] = [None] * slots
         self.gp_weight = torch.zeros(slots, device=self.device)
         self.clip = torch.full((slots,), math.inf, device=self.device)

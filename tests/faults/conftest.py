@@ -17,8 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -166,17 +168,16 @@ def _start_node(name: str, arguments: list[str], temp: Path, env: dict[str, str]
     raise RuntimeError(f"ray node {name} did not start:\n" + "\n".join(failures))
 
 
-@pytest.fixture
-def ray_cluster():
-    """A Ray head with no CPUs and two worker nodes with one CPU each, as real ``ray start`` processes.
+@contextmanager
+def _local_cluster(head_resources: list[str], worker_resources: list[list[str]]) -> Iterator[LocalCluster]:
+    """A head and workers offering the resources given, as real ``ray start`` processes.
 
-    Every trial therefore runs on a worker node, so killing a worker always takes trials with it,
-    while the head (GCS, and the driver's raylet) survives. Nodes start one after the other (two
-    nodes starting at once on one host race for the same socket names), each counted as up once
-    its ``ray start`` reports the node started (it waits for the node to register with the GCS);
-    ``ray status`` then confirms three active nodes. A private short temp dir keeps the cluster
-    apart from every other Ray on the host; token authentication is off for nodes and clients
-    alike. At teardown every process of every node is killed by its session, and the temp dir goes.
+    Nodes start one after the other (two nodes starting at once on one host race for the same
+    socket names), each counted as up once its ``ray start`` reports the node started (it waits
+    for the node to register with the GCS); ``ray status`` then confirms them all active. A private
+    short temp dir keeps the cluster apart from every other Ray on the host; token authentication
+    is off for nodes and clients alike. On leaving, every process of every node is killed by its
+    session, and the temp dir goes.
     """
     # Short, under /tmp: Ray's socket paths inside it must fit in 107 bytes.
     temp = Path(tempfile.mkdtemp(prefix="gt-rc-", dir="/tmp"))
@@ -186,21 +187,43 @@ def ray_cluster():
     cluster = LocalCluster(address="", temp=temp, env=env)
     try:
         cluster.head = _start_node(
-            "head", ["--head", f"--port={free_port()}", "--num-cpus=0", "--include-dashboard=false", *_node_ports()],
+            "head", ["--head", f"--port={free_port()}", *head_resources, "--include-dashboard=false", *_node_ports()],
             temp, env, lambda log: "Ray runtime started" in log and address_file.is_file(),
         )
         cluster.address = address_file.read_text().strip()
-        for index in (1, 2):
+        for index, resources in enumerate(worker_resources, 1):
             cluster.workers.append(_start_node(
-                f"worker{index}", [f"--address={cluster.address}", "--num-cpus=1", *_node_ports()],
+                f"worker{index}", [f"--address={cluster.address}", *resources, *_node_ports()],
                 temp, env, lambda log: "Ray runtime started" in log,
             ))
         deadline = time.monotonic() + NODE_START_S
-        while (alive := cluster.alive_nodes()) < 3:
+        while (alive := cluster.alive_nodes()) < len(cluster.nodes):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"ray status shows {alive} of 3 nodes:\n{cluster.status()}")
+                raise RuntimeError(f"ray status shows {alive} of {len(cluster.nodes)} nodes:\n{cluster.status()}")
             time.sleep(1)
         yield cluster
     finally:
         cluster.stop()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_cluster():
+    """A Ray head with no CPUs and two worker nodes with one CPU each.
+
+    Every trial therefore runs on a worker node, so killing a worker always takes trials with it,
+    while the head (GCS, and the driver's raylet) survives.
+    """
+    with _local_cluster(["--num-cpus=0"], [["--num-cpus=1"], ["--num-cpus=1"]]) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def one_gpu_node():
+    """One node offering two CPUs and one GPU.
+
+    Ray places trials by the resources a node declares, so this GPU is a logical one: trials that
+    ask for a share of it are placed as on a real GPU, and (``device: auto``) train on the CPU.
+    """
+    with _local_cluster(["--num-cpus=2", "--num-gpus=1"], []) as cluster:
+        yield cluster
