@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +25,7 @@ from trainables.config import config_from_dict, load_config
 from trainables.datasets import DATASETS, load_dataset
 
 CONFIGS = {"cpu": "configs/grid25_wgan_gp.yaml", "cuda": "configs/mnist_dcgan_gan.yaml"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_seeds(config, data, seeds: int) -> tuple[float, list[float]]:
@@ -52,7 +54,7 @@ def main() -> None:
 
     overrides = [f"device={args.device}", *([f"steps={args.steps}"] if args.steps else []),
                  *([f"data_root={args.data_root}"] if args.data_root else [])]
-    base = load_config(CONFIGS[args.device], overrides)
+    base = load_config(REPO_ROOT / CONFIGS[args.device], overrides)
     base = config_from_dict({**base.to_dict(), "eval_every": base.steps})
     data = load_dataset(base.dataset, base.data_root)
     metric = DATASETS[base.dataset].objectives[0]
