@@ -49,7 +49,7 @@ class FusedLinear(nn.Module):
 
 
 class ToImages(nn.Module):
-    """(K, batch, C x H x W) vectors to the fused image layout (batch, K x C, H, W)."""
+    """(K, batch, C x H x W) vectors, or (K, batch, C, H, W) images, to the fused layout (batch, K x C, H, W)."""
 
     def __init__(self, shape: tuple[int, int, int]):
         super().__init__()
@@ -118,10 +118,7 @@ class FusedGAN:
 
     def to_input_layout(self, real: Tensor) -> Tensor:
         """Real samples stacked (K, batch, ...) in the layout the critic's first layer takes."""
-        if real.dim() == 3:
-            return real
-        slots, batch, channels, height, width = real.shape
-        return real.transpose(0, 1).reshape(batch, slots * channels, height, width)
+        return real if real.dim() == 3 else ToImages(tuple(real.shape[2:]))(real)
 
 
 def stacked_step(config, slots: int) -> tuple[Callable[[Tensor, Tensor], Tensor], list[Tensor]]:

@@ -18,7 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
+# bench/ is the script's folder, so its sibling benchmark imports by its file name.
+from trainer import synchronize
 
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict, load_config
@@ -37,8 +38,7 @@ def train_seeds(config, data, seeds: int) -> tuple[float, list[float]]:
     cohort.quality  # the evaluator is built before the clock starts
     started = time.perf_counter()
     cohort.run_steps(config.steps)
-    if cohort.device.type == "cuda":
-        torch.cuda.synchronize(cohort.device)
+    synchronize(cohort.device)
     rate = seeds * config.steps / (time.perf_counter() - started)
     finals = [slot_report.report for slot_report in cohort.advance()]
     return rate, [report[metric] for report in finals]
