@@ -115,8 +115,11 @@ def test_conditional_dcgan_slots_keep_their_own_batch_norm_statistics(data_root)
 
 
 def test_spectrally_normalised_critics_keep_their_own_power_iteration(grid25):
+    """A critic's power iteration advances on each of its forward passes, so a penalised slot's
+    critic runs on the interpolates and the others' critics do not."""
     configs = {0: grid25_config(loss="hinge", spectral_norm=True, seed=0),
-               1: grid25_config(loss="gan", spectral_norm=True, d_steps=2, seed=1)}
+               1: grid25_config(loss="gan", spectral_norm=True, d_steps=2, seed=1),
+               2: grid25_config(loss="wgan-gp", gp_weight=10.0, spectral_norm=True, d_steps=2, seed=2)}
     together = cohort_run(configs, grid25)
     for index, config in configs.items():
         assert_same_curves(together[index], single_run(config, grid25))

@@ -37,7 +37,7 @@ from trainables.precision import training_autocast
 from trainables.quality import build_quality
 from trainables.report_loop import ReportFiles
 from trainables.slot_optimizers import slot_view
-from trainables.stacked_net import StackedNet, SubStep, slot_grad_norms
+from trainables.stacked_net import SlotGroup, StackedNet, SubStep, slot_grad_norms
 from trainables.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
 
 class Cohort:
@@ -152,7 +152,9 @@ class Cohort:
             slots = [index for index, count in enumerate(counts) if count > sub_step]
             active = torch.tensor([count > sub_step for count in counts], device=self.device)
             rows = torch.tensor(slots, device=self.device)
-            plan.append(SubStep(slots, active, rows, everyone=len(slots) == self.capacity))
+            penalised = [place for place, index in enumerate(slots) if self.slots[index].penalty_weight > 0]
+            plan.append(SubStep(slots, active, rows, len(slots) == self.capacity, penalised,
+                                torch.tensor(penalised, dtype=torch.long, device=self.device)))
         return plan
 
     def _draw(self, sub_step: SubStep, draw: Callable[[Slot], Tensor]) -> Tensor:
@@ -194,18 +196,25 @@ class Cohort:
         self.critic_sums.index_add_(0, sub_step.rows, signals)
         self.critic_counts += sub_step.active
 
-    def _penalties(self, sub_step: SubStep, criticise, real: Tensor, fake: Tensor, labels: Tensor | None) -> Tensor:
-        """Each penalised slot's gradient penalty, with its own interpolation weights; zero elsewhere."""
-        penalised = [self.slots[index].penalty_weight > 0 for index in sub_step.slots]
-        if not any(penalised):
-            return torch.zeros(len(sub_step.slots), device=self.device)
-        no_mix = real.new_zeros(real.shape[1:2] + (1,) * (real.dim() - 2))
-        mix = self._per_slot(sub_step, lambda row, slot: interpolation_weights(real[row], slot.rng)
-                             if penalised[row] else no_mix)
-        interpolates = (mix * real + (1.0 - mix) * fake.detach()).requires_grad_(True)
-        (grads,) = torch.autograd.grad(criticise(interpolates, labels).sum(), interpolates, create_graph=True)
-        zero = torch.zeros((), device=self.device)
-        return self._per_slot(sub_step, lambda row, slot: slope_penalty(grads[row]) if penalised[row] else zero)
+    def _penalties(self, sub_step: SubStep, criticise: SlotGroup, real: Tensor, fake: Tensor,
+                   labels: Tensor | None) -> Tensor:
+        """Each penalised slot's gradient penalty, with its own interpolation weights; zero elsewhere.
+
+        Only the penalised slots' critics run on the interpolates, as only theirs would in a single
+        trainer: the computation is theirs alone, and a spectrally normalised critic's power
+        iteration advances on every forward pass it makes.
+        """
+        penalties = torch.zeros(len(sub_step.slots), device=self.device)
+        if not sub_step.penalised:
+            return penalties
+        places = sub_step.penalised_places
+        mix = torch.stack([interpolation_weights(real[place], self.slots[sub_step.slots[place]].rng)
+                           for place in sub_step.penalised])
+        interpolates = (mix * real[places] + (1.0 - mix) * fake[places].detach()).requires_grad_(True)
+        with criticise.subset(places) as penalised_critic:
+            scores = penalised_critic(interpolates, None if labels is None else labels[places])
+            (grads,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
+        return penalties.index_put((places,), torch.stack([slope_penalty(slot_grads) for slot_grads in grads]))
 
     @torch.no_grad()
     def _clip(self, active: Tensor) -> None:

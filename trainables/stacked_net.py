@@ -10,9 +10,9 @@ others are left out of the computation altogether.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -24,13 +24,15 @@ from trainables.slot_optimizers import SlotOptimizers
 @dataclass(frozen=True)
 class SubStep:
     """The slots taking part in one critic or generator sub-step: by index, as a mask over all slots,
-    and as row indices (both made when the slots change, since a CUDA graph cannot copy them in)."""
+    and as row indices (both made when the slots change, since a CUDA graph cannot copy them in);
+    and which of them have a gradient penalty, by their place among the taking part."""
 
     slots: list[int]
     active: Tensor
     rows: Tensor
     everyone: bool
-
+    penalised: list[int]
+    penalised_places: Tensor
 
 
 def slot_grad_norms(grads: list[Tensor]) -> Tensor:
@@ -48,6 +50,29 @@ def _batched_net(module: nn.Module, conditional: bool) -> Callable[..., Tensor]:
     return vmap(call, in_dims=(0, 0, 0, 0 if conditional else None))
 
 
+class SlotGroup:
+    """Some slots of a stacked net: their weights and buffers, and the net as a function of
+    (inputs, labels) stacked for them alone."""
+
+    def __init__(self, forward: Callable[..., Tensor], params: dict[str, Tensor], buffers: dict[str, Tensor]):
+        self.forward, self.params, self.buffers = forward, params, buffers
+
+    def __call__(self, inputs: Tensor, labels: Tensor | None) -> Tensor:
+        return self.forward(self.params, self.buffers, inputs, labels)
+
+    @contextmanager
+    def subset(self, rows: Tensor) -> Iterator["SlotGroup"]:
+        """The slots at ``rows`` of this group. Their weights are gathered (gradients flow back to
+        this group's); their buffers are gathered when entering, updated by the forward passes, and
+        written back on leaving. In between, only this subset's forward passes may run: the others'
+        would update buffers that the write-back then overwrites."""
+        buffers = {name: value[rows] for name, value in self.buffers.items()}
+        yield SlotGroup(self.forward, {name: value[rows] for name, value in self.params.items()}, buffers)
+        with torch.no_grad():
+            for name, value in buffers.items():
+                self.buffers[name].index_copy_(0, rows, value)
+
+
 class StackedNet:
     """One net's weights and buffers for every slot, the batched forward, and the slots' optimizers."""
 
@@ -56,21 +81,11 @@ class StackedNet:
         self.forward = _batched_net(module, conditional)
         self.optimizers = SlotOptimizers(list(self.params.values()), slots)
 
-    @contextmanager
-    def restricted(self, sub_step: "SubStep") -> Iterator[Callable[[Tensor, Tensor | None], Tensor]]:
-        """The net of the slots taking part in ``sub_step``, as a function of (inputs, labels) stacked
-        for them alone. The others' weights get zero gradients and their batch-norm statistics are
-        untouched: the taking part's are gathered, updated by the forward passes, and written back
-        on leaving (after the backward pass, which reads what the forward passes saw)."""
-        if sub_step.everyone:
-            yield lambda inputs, labels: self.forward(self.params, self.buffers, inputs, labels)
-            return
-        params = {name: value[sub_step.rows] for name, value in self.params.items()}
-        buffers = {name: value[sub_step.rows] for name, value in self.buffers.items()}
-        yield lambda inputs, labels: self.forward(params, buffers, inputs, labels)
-        with torch.no_grad():
-            for name, value in buffers.items():
-                self.buffers[name].index_copy_(0, sub_step.rows, value)
+    def restricted(self, sub_step: SubStep) -> ContextManager[SlotGroup]:
+        """The net of the slots taking part in ``sub_step``. The others' weights get zero gradients
+        and their batch-norm statistics are untouched."""
+        every_slot = SlotGroup(self.forward, self.params, self.buffers)
+        return nullcontext(every_slot) if sub_step.everyone else every_slot.subset(sub_step.rows)
 
     def load_slot(self, slot: int, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         with torch.no_grad():
