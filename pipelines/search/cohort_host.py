@@ -219,12 +219,16 @@ class CohortHost:
             if not files.checkpoint.is_file():
                 self.cohort.save_files(slot, files)
             slots[str(slot)] = trial.number
-        state = {"started": self.started, "shape": self.shape, "slots": slots}
+        state = {"shape": self.shape, "slots": slots}
         (Path(folder) / COHORT_FILE).write_text(json.dumps(state))
 
     def _restore(self) -> None:
         """Continue from the newest checkpoint holding the cohort: its slot-trials from their own
-        checkpoints, except those the study already finished (a restart after their report)."""
+        checkpoints, except those the study already finished (a restart after their report).
+
+        How many trials the host has started is the study's count, not the checkpoint's: a trial
+        the study saw end may have started after the checkpoint (the host died between telling the
+        study and Tune saving the boundary's checkpoint), and it must not be started again."""
         from optuna.trial import FixedTrial, TrialState
 
         for checkpoint in checkpoints_newest_first():
@@ -233,7 +237,6 @@ class CohortHost:
                 if not saved.is_file():
                     continue
                 state = json.loads(saved.read_text())
-                self.started = state["started"]
                 if state["shape"]:
                     self._keep_shape(state["shape"])
                 for slot, number in state["slots"].items():
@@ -247,17 +250,24 @@ class CohortHost:
                     self.cohort.fill(int(slot), config, checkpoint=weights)
                     self.trials[int(slot)] = _reopened(self.study, number)
             break
-        self._fail_lost_trials()
+        self._recount_started()
 
-    def _fail_lost_trials(self) -> None:
-        """Trials this host started after the checkpoint it continues from were lost with the process:
-        they end FAIL, and the host starts others in their place (its count is the checkpoint's)."""
+    def _recount_started(self) -> None:
+        """Count the trials this host started that ran to an end or run on. Those it had running that
+        the checkpoint it continues from does not hold were lost with the process: they end FAIL,
+        uncounted, and the host starts others in their place."""
         from optuna.trial import TrialState
 
         kept = {trial.number for trial in self.trials.values()}
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.user_attrs.get(HOST_ATTR) == self.trial_id and frozen.number not in kept:
+        ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        self.started = 0
+        for frozen in self.study.get_trials(deepcopy=False, states=ran):
+            if frozen.user_attrs.get(HOST_ATTR) != self.trial_id:
+                continue
+            if frozen.state == TrialState.RUNNING and frozen.number not in kept:
                 self.study.tell(frozen.number, state=TrialState.FAIL)
+            else:
+                self.started += 1
 
     def run(self) -> None:
         while True:
