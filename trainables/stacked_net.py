@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator
+from typing import ContextManager, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -40,21 +40,37 @@ def slot_grad_norms(grads: list[Tensor]) -> Tensor:
     return torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
 
 
-def _batched_net(module: nn.Module, conditional: bool) -> Callable[..., Tensor]:
-    """``module`` applied slot by slot to stacked weights, buffers, inputs and labels."""
-    structure = copy.deepcopy(module).to("meta")
+class SlotwiseNet:
+    """A net's structure applied to stacked weights, buffers, inputs and labels, slot by slot.
 
-    def call(params, buffers, inputs, labels):
-        return functional_call(structure, (params, buffers), (inputs, labels))
+    Several slots go through ``torch.func.vmap``; a single slot is called directly on its own
+    tensors (views of the stacked ones), since vmap's cost per operation buys nothing for one.
+    """
 
-    return vmap(call, in_dims=(0, 0, 0, 0 if conditional else None))
+    def __init__(self, module: nn.Module, conditional: bool):
+        self.structure = copy.deepcopy(module).to("meta")
+        self.conditional = conditional
+        self.batched = vmap(self.one_slot, in_dims=(0, 0, 0, 0 if conditional else None))
+
+    def one_slot(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor,
+                 labels: Tensor | None) -> Tensor:
+        return functional_call(self.structure, (params, buffers), (inputs, labels))
+
+    def __call__(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Tensor,
+                 labels: Tensor | None) -> Tensor:
+        if inputs.shape[0] > 1:
+            return self.batched(params, buffers, inputs, labels)
+        first = {name: value[0] for name, value in {**params, **buffers}.items()}
+        labels = labels[0] if self.conditional else None
+        return self.one_slot({name: first[name] for name in params}, {name: first[name] for name in buffers},
+                             inputs[0], labels).unsqueeze(0)
 
 
 class SlotGroup:
     """Some slots of a stacked net: their weights and buffers, and the net as a function of
     (inputs, labels) stacked for them alone."""
 
-    def __init__(self, forward: Callable[..., Tensor], params: dict[str, Tensor], buffers: dict[str, Tensor]):
+    def __init__(self, forward: SlotwiseNet, params: dict[str, Tensor], buffers: dict[str, Tensor]):
         self.forward, self.params, self.buffers = forward, params, buffers
 
     def __call__(self, inputs: Tensor, labels: Tensor | None) -> Tensor:
@@ -78,7 +94,7 @@ class StackedNet:
 
     def __init__(self, module: nn.Module, slots: int, conditional: bool):
         self.params, self.buffers = stack_module_state([module] * slots)
-        self.forward = _batched_net(module, conditional)
+        self.forward = SlotwiseNet(module, conditional)
         self.optimizers = SlotOptimizers(list(self.params.values()), slots)
 
     def restricted(self, sub_step: SubStep) -> ContextManager[SlotGroup]:
