@@ -15,13 +15,13 @@ times the trial-steps per second; its share of the device's peak is printed when
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-# bench/ is the script's folder, so its sibling benchmark imports by its file name.
-from trainer import plain_loop_steps_per_s, synchronize, trainer_steps_per_s
+# bench/ is the script's folder, so its sibling modules import by their file names.
+from timing import Loop, fastest_rates
+from trainer import plain_loop
 
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict
@@ -45,24 +45,20 @@ def step_flops(config, data) -> int:
     return counter.get_total_flops()
 
 
-def cohort_trial_steps_per_s(config, data, device, slots: int, warmup: int, steps: int) -> float:
-    """K slots of ``config`` with seeds 0..K-1, all training; trial-steps = K x cohort steps."""
+def cohort_loop(config, data, slots: int) -> Loop:
+    """K slots of ``config`` with seeds 0..K-1, all training: one step is one step of every slot."""
     cohort = Cohort(config, slots, data)
     for index in range(slots):
         cohort.fill(index, config_from_dict({**config.to_dict(), "seed": index}))
-    cohort.run_steps(warmup)
-    synchronize(device)
-    started = time.perf_counter()
-    cohort.run_steps(steps)
-    synchronize(device)
-    return slots * steps / (time.perf_counter() - started)
+    return cohort.run_steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 30 CPU, 200 GPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per loop and round (default 30 CPU, 200 GPU)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (CUDA graph capture included)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, the loops taking turns; the best counts")
     parser.add_argument("--max-cohort", type=int, default=None, help="largest K to time")
     parser.add_argument("--loss", default="gan")
     parser.add_argument("--mixed-precision", default="fp32", choices=("fp32", "bf16"),
@@ -86,21 +82,22 @@ def main() -> None:
     print(f"{config.dataset} {config.arch} width {config.width} batch {config.batch_size}, loss {args.loss}, "
           f"mixed_precision {args.mixed_precision}, "
           f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{threads} threads'}), "
-          f"{steps} timed steps; {flops / 1e9:.2f} GFLOP per trial-step")
+          f"best of {args.rounds} rounds of {steps} timed steps; {flops / 1e9:.2f} GFLOP per trial-step")
 
-    def row(name: str, rate: float, baseline: float) -> None:
-        tflops = rate * flops / 1e12
-        share = f"{100 * tflops / peak:>6.2f}%" if peak else "      -"
-        print(f"{name:<14} {rate:>12.1f} {rate / baseline:>8.2f}x {tflops:>9.3f} {share}", flush=True)
-
-    print(f"{'loop':<14} {'trial-steps/s':>12} {'vs one':>9} {'TFLOP/s':>9} {'of peak':>7}")
-    single = trainer_steps_per_s(config, data, device, args.warmup, steps)
-    row("plain loop", plain_loop_steps_per_s(config, data, device, args.warmup, steps), single)
-    row("trainer", single, single)
+    loops = {"plain loop": plain_loop(config, data, device), "trainer": Trainer(config, data).run_steps}
+    trials_per_step = dict.fromkeys(loops, 1)
     for slots in COHORT_SIZES[device.type]:
         if args.max_cohort and slots > args.max_cohort:
             break
-        row(f"cohort K={slots}", cohort_trial_steps_per_s(config, data, device, slots, args.warmup, steps), single)
+        loops[f"cohort K={slots}"] = cohort_loop(config, data, slots)
+        trials_per_step[f"cohort K={slots}"] = slots
+    rates = fastest_rates(loops, device, args.warmup, steps, args.rounds)
+    trial_rates = {name: rate * trials_per_step[name] for name, rate in rates.items()}
+    print(f"{'loop':<14} {'trial-steps/s':>12} {'vs one':>9} {'TFLOP/s':>9} {'of peak':>7}")
+    for name, rate in trial_rates.items():
+        tflops = rate * flops / 1e12
+        share = f"{100 * tflops / peak:>6.2f}%" if peak else "      -"
+        print(f"{name:<14} {rate:>12.1f} {rate / trial_rates['trainer']:>8.2f}x {tflops:>9.3f} {share}")
 
 
 if __name__ == "__main__":

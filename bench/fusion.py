@@ -18,7 +18,6 @@ backward pass reaches every weight. On the CPU: grid25 MLP (width 128, batch 256
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Callable
 
 import torch
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 
 # bench/ is the script's folder, so its sibling benchmarks import by their file names.
 from cohort import NETS
-from trainer import synchronize
+from timing import Loop, fastest_rates
 
 from trainables.config import config_from_dict
 from trainables.datasets import load_dataset
@@ -142,26 +141,12 @@ def fused_step(config, slots: int) -> tuple[Callable[[Tensor, Tensor], Tensor], 
     return step, fused.parameters()
 
 
-def seconds_per_step(step, params: list[Tensor], z: Tensor, real: Tensor, device, steps: int) -> float:
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        torch.autograd.grad(step(z, real), params)
-    synchronize(device)
-    return (time.perf_counter() - started) / steps
+def backward_loop(step: Callable[[Tensor, Tensor], Tensor], params: list[Tensor], z: Tensor, real: Tensor) -> Loop:
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            torch.autograd.grad(step(z, real), params)
 
-
-def fastest(mechanisms: dict[str, tuple], z: Tensor, real: Tensor, device, warmup: int, steps: int,
-            rounds: int) -> dict[str, float]:
-    """Each mechanism's best seconds per step over ``rounds`` rounds that take turns, so drifts in
-    the machine's speed (clock, caches, other load) fall on both alike."""
-    for step, params in mechanisms.values():
-        seconds_per_step(step, params, z, real, device, warmup)
-    best = {name: float("inf") for name in mechanisms}
-    for _ in range(rounds):
-        for name, (step, params) in mechanisms.items():
-            best[name] = min(best[name], seconds_per_step(step, params, z, real, device, steps))
-    return best
+    return run
 
 
 def main() -> None:
@@ -186,9 +171,10 @@ def main() -> None:
     for slots in COHORT_SIZES[device.type]:
         z = torch.randn(slots, config.batch_size, config.latent_dim)
         real = data.train_x[torch.randint(0, data.train_x.shape[0], (slots, config.batch_size))]
-        mechanisms = {"vmap": stacked_step(config, slots), "fused": fused_step(config, slots)}
-        timed = fastest(mechanisms, z, real, device, args.warmup, steps, args.rounds)
-        vmap_s, fused_s = timed["vmap"], timed["fused"]
+        loops = {"vmap": backward_loop(*stacked_step(config, slots), z, real),
+                 "fused": backward_loop(*fused_step(config, slots), z, real)}
+        rates = fastest_rates(loops, device, args.warmup, steps, args.rounds)
+        vmap_s, fused_s = 1 / rates["vmap"], 1 / rates["fused"]
         print(f"{slots:>4} {vmap_s * 1e3:>9.2f} {fused_s * 1e3:>9.2f} {vmap_s / fused_s:>12.2f}x", flush=True)
 
 

@@ -18,8 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-# bench/ is the script's folder, so its sibling benchmark imports by its file name.
-from trainer import synchronize
+# bench/ is the script's folder, so its sibling module imports by its file name.
+from timing import synchronize
 
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict, load_config

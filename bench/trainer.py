@@ -10,10 +10,12 @@ same networks with the same loss on DCGAN-MNIST at batch 64; only the loop aroun
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+# bench/ is the script's folder, so its sibling modules import by their file names.
+from timing import Loop, fastest_rates
 
 from trainables.config import config_from_dict
 from trainables.datasets import load_dataset
@@ -28,12 +30,7 @@ VARIANTS = {
 }
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def plain_loop_steps_per_s(config, data, device: torch.device, warmup: int, steps: int) -> float:
+def plain_loop(config, data, device: torch.device) -> Loop:
     """One step = d_steps critic updates and one generator update, each batch from the DataLoader."""
     generator, critic = build_generator(config).to(device), build_discriminator(config).to(device)
     opt_g = build_optimizer(config, generator.parameters(), config.lr_g, capturable=False)
@@ -67,46 +64,35 @@ def plain_loop_steps_per_s(config, data, device: torch.device, warmup: int, step
         opt_g.step()
         g_loss.item()
 
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return steps / (time.perf_counter() - started)
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            step()
 
-
-def trainer_steps_per_s(config, data, device: torch.device, warmup: int, steps: int) -> float:
-    trainer = Trainer(config, data)
-    trainer.run_steps(warmup)
-    synchronize(device)
-    started = time.perf_counter()
-    trainer.run_steps(steps)
-    synchronize(device)
-    return steps / (time.perf_counter() - started)
+    return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per loop and variant")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per loop, variant and round")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (CUDA graph capture included)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, the loops taking turns; the best counts")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--no-cuda-graph", action="store_true", help="time the trainer's eager path")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     data = load_dataset("mnist", args.data_root)
-    print(f"DCGAN-MNIST, batch 64, {args.steps} timed steps, device {device}")
+    print(f"DCGAN-MNIST, batch 64, {args.rounds} rounds of {args.steps} timed steps, device {device}")
     print(f"{'variant':<10} {'plain loop':>12} {'gantune':>12} {'ratio':>8}")
     for name, variant in VARIANTS.items():
         config = config_from_dict(
             {"dataset": "mnist", "arch": "dcgan", "batch_size": 64, "device": args.device,
              "cuda_graph": not args.no_cuda_graph, **variant}
         )
-        plain = plain_loop_steps_per_s(config, data, device, args.warmup, args.steps)
-        ours = trainer_steps_per_s(config, data, device, args.warmup, args.steps)
+        loops = {"plain": plain_loop(config, data, device), "gantune": Trainer(config, data).run_steps}
+        rates = fastest_rates(loops, device, args.warmup, args.steps, args.rounds)
+        plain, ours = rates["plain"], rates["gantune"]
         print(f"{name:<10} {plain:>10.1f}/s {ours:>10.1f}/s {ours / plain:>7.2f}x", flush=True)
 
 

@@ -180,9 +180,17 @@ def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
 
 
 
-def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_path):
+def unloggable_model(client, best, search_name):
+    """The model logging failing, as it does on a checkpoint the driver's code cannot read."""
+    raise ValueError("config: unknown key 'new_key'")
+
+
+def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_path, monkeypatch, capsys):
+    """Also: a best generator that cannot be logged as a model costs the search nothing else (its
+    parent run still ends FINISHED, ``best.json`` is written) and is reported in one line."""
     from mlflow import MlflowClient
 
+    monkeypatch.setattr("pipelines.tracking.callback.log_best_model", unloggable_model)
     (tmp_path / "budget.yaml").write_text((TEST_PRESETS / "time_budget_grid25.yaml").read_text())
     started = time.monotonic()
     code = main(["search", "--config", str(tmp_path / "budget.yaml"), "--storage", str(tmp_path), "--name", "budget",
@@ -209,3 +217,7 @@ def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_pa
     best = json.loads((tmp_path / "budget" / "best.json").read_text())
     assert best["checkpoint"] and Path(best["checkpoint"]).is_file()
     assert best["trial_id"] in trials
+    out = capsys.readouterr().out
+    unlogged = [line for line in out.splitlines() if "the best generator was not logged as a model" in line]
+    assert len(unlogged) == 1 and "unknown key 'new_key'" in unlogged[0], out[-2000:]
+

@@ -60,10 +60,11 @@ class SlotwiseNet:
                  labels: Tensor | None) -> Tensor:
         if inputs.shape[0] > 1:
             return self.batched(params, buffers, inputs, labels)
-        first = {name: value[0] for name, value in {**params, **buffers}.items()}
+        def first(stacked: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {name: value[0] for name, value in stacked.items()}
+
         labels = labels[0] if self.conditional else None
-        return self.one_slot({name: first[name] for name in params}, {name: first[name] for name in buffers},
-                             inputs[0], labels).unsqueeze(0)
+        return self.one_slot(first(params), first(buffers), inputs[0], labels).unsqueeze(0)
 
 
 class SlotGroup:

@@ -19,18 +19,19 @@ from typing import Any, Mapping
 
 from ray import tune
 
-from pipelines.search.cohort_host import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host, slot_trial_status
+from pipelines.search.cohort_host import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host
 from pipelines.search.folder import SearchFolder
-from pipelines.search.outcome import RUN_STATUS, trial_status
+from pipelines.search.outcome import trial_status
 from pipelines.search.stop_signals import stopped_by
 from pipelines.timed_step import announced
 from pipelines.tracking.outbox import Outbox, fail_fast_requests
 from pipelines.tracking.parent_run import experiment_id, new_parent, reopen, resumed_parent
 from pipelines.tracking.run_values import curve_names, report_metrics
+from pipelines.tracking.search_end import close_leftovers, close_run, end_interrupted, settled_slot_trials
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_EVALUATOR,
-    TAG_METRIC, TAG_MODE, TAG_OPTUNA_TRIAL, TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+    TAG_METRIC, TAG_MODE, TAG_OPTUNA_TRIAL, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
 )
 from pipelines.tracking.target import TrackingTarget, redacted
 from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
@@ -193,7 +194,7 @@ class MlflowTracking(tune.Callback):
                 self._log_files(state, entry["trial_id"], Path(folder) / SLOTS_FOLDER / entry["trial_id"], entry["step"])
                 if entry["end"]:
                     self.outbox.put(f"the end of trial {entry['trial_id']}",
-                                    lambda state=state, end=entry["end"]: self._close(state.run_id, end))
+                                    lambda state=state, end=entry["end"]: close_run(self.client, state.run_id, end))
                     state.ended = True
 
     def _log_files(self, state: _TrialRun, trial_id: str, folder: Path, step: int) -> None:
@@ -237,18 +238,11 @@ class MlflowTracking(tune.Callback):
                     if state.host == trial.trial_id and not state.ended:
                         state.ended = True
                         self.outbox.put(f"the end of trial {trial_id}",
-                                        lambda state=state: self._close(state.run_id, "errored"))
+                                        lambda state=state: close_run(self.client, state.run_id, "errored"))
             return
         state = self._trial_run(trial)
         status = trial_status(trial.last_result or {}, errored)
-        self.outbox.put(f"the end of trial {trial.trial_id}", lambda: self._close(state.run_id, status))
-
-    def _close(self, run_id: str, status: str, extra_tags: Mapping[str, str] = {}) -> None:
-        from mlflow.entities import RunTag
-
-        tags = [RunTag(TAG_STATUS, status), *(RunTag(k, v) for k, v in extra_tags.items())]
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status=RUN_STATUS[status])
+        self.outbox.put(f"the end of trial {trial.trial_id}", lambda: close_run(self.client, state.run_id, status))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end_trial(trial, errored=False)
@@ -261,42 +255,30 @@ class MlflowTracking(tune.Callback):
         log the best trial's generator."""
         if not self.outbox.drain():
             return  # the server is gone: its runs stay open until a --resume or a rerun finds it back
+        open_runs = self._children("attributes.status = 'RUNNING'")
         signum = stopped_by()
         if signum is not None:
-            self._end_interrupted(trials, signal.Signals(signum).name)
+            end_interrupted(self.client, self.parent_id, open_runs, self.resume_command, signal.Signals(signum).name)
             return
-        # A trial the search's time budget stopped is TERMINATED without an on_trial_complete; it
-        # ended early like an ASHA-stopped one. Runs of no trial this driver knows are leftovers.
-        by_id = {trial.trial_id: trial for trial in trials}
-        leftovers = self._children("attributes.status = 'RUNNING'")
-        # A slot-trial may have ended while no driver was there to log it; the study knows.
-        settled = self._settled_slot_trials() if any(TAG_OPTUNA_TRIAL in run.data.tags for run in leftovers) else {}
-        for run in leftovers:
-            trial_id = run.data.tags.get(TAG_TRIAL_ID)
-            state = self.trials.get(trial_id)
-            trial = by_id.get(state.host if state is not None and state.host else trial_id)
-            status = trial_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
-            if TAG_OPTUNA_TRIAL in run.data.tags:
-                status = settled.get(int(run.data.tags[TAG_OPTUNA_TRIAL])) or status
-            self._close(run.info.run_id, status)
+        close_leftovers(self.client, open_runs, trials, host_of=self._host_of,
+                        settled=lambda: settled_slot_trials(self.search_name, self.study_url, self.mode))
         best = summarise_search(self.client, self.parent_id, self._children(), self.metric, self.mode)
         if best is not None:
-            with announced("logging the best generator as a model"):
-                log_best_model(self.client, best, self.search_name)
+            self._log_best_model(best)
         self.client.set_terminated(self.parent_id, status="FINISHED")
 
-    def _settled_slot_trials(self) -> dict[int, str | None]:
-        """How the search's Optuna study says each slot-trial ended, by number; None while one runs."""
-        import optuna
+    def _host_of(self, trial_id: str) -> str | None:
+        """The cohort host a slot-trial ran in; None for a trial of its own (or one unknown here)."""
+        state = self.trials.get(trial_id)
+        return state.host if state is not None else None
 
-        study = optuna.load_study(study_name=self.search_name, storage=optuna.storages.RDBStorage(self.study_url))
-        return {trial.number: slot_trial_status(trial, self.mode) for trial in study.trials}
-
-    def _end_interrupted(self, trials, signal_name: str) -> None:
-        """Runs of unfinished trials and the parent end KILLED, each tagged with the command that resumes them."""
-        resume = {TAG_RESUME: self.resume_command}
-        for run in self._children("attributes.status = 'RUNNING'"):
-            self._close(run.info.run_id, "interrupted", resume)
-        self.client.set_tag(self.parent_id, TAG_RESUME, self.resume_command)
-        self.client.set_tag(self.parent_id, TAG_STATUS, f"interrupted by {signal_name}")
-        self.client.set_terminated(self.parent_id, status="KILLED")
+    def _log_best_model(self, best) -> None:
+        """The best generator as a model, which a failure must not cost the search its end (the
+        parent run's end, ``best.json``): it is reported in one line instead."""
+        try:
+            with announced("logging the best generator as a model"):
+                log_best_model(self.client, best, self.search_name)
+        except Exception as failure:
+            print(f"gantune search: the best generator was not logged as a model ({type(failure).__name__}: "
+                  f"{failure}); its checkpoint is logged under {CHECKPOINT_ARTIFACTS}/ of run {best.info.run_id}",
+                  flush=True)
