@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 # bench/ is the script's folder, so its sibling module imports by its file name.
-from timing import synchronize
+from timing import steps_per_s
 
 from trainables.cohort import Cohort
 from trainables.config import config_from_dict, load_config
@@ -36,10 +35,7 @@ def train_seeds(config, data, seeds: int) -> tuple[float, list[float]]:
     for seed in range(seeds):
         cohort.fill(seed, config_from_dict({**config.to_dict(), "seed": seed}))
     cohort.quality  # the evaluator is built before the clock starts
-    started = time.perf_counter()
-    cohort.run_steps(config.steps)
-    synchronize(cohort.device)
-    rate = seeds * config.steps / (time.perf_counter() - started)
+    rate = seeds * steps_per_s(cohort.run_steps, cohort.device, config.steps)
     finals = [slot_report.report for slot_report in cohort.advance()]
     return rate, [report[metric] for report in finals]
 
