@@ -33,8 +33,11 @@ NETS = {
     "cuda": dict(dataset="mnist", arch="dcgan", batch_size=64),
 }
 COHORT_SIZES = {"cpu": (1, 2, 4, 8, 16, 32), "cuda": (1, 2, 4, 8, 16, 32, 64, 128, 256)}
-# Dense tensor-core peaks in TFLOP/s by the precision the step computes in (fp32 runs on TF32 cores).
-PEAK_TFLOPS = {"fp32": {"H100": 494.7, "H200": 494.7}, "bf16": {"H100": 989.4, "H200": 989.4}}
+# Dense peaks in TFLOP/s (SXM parts) by the precision the step computes in. fp32 is the CUDA cores'
+# peak: PyTorch leaves TF32 matmuls off (torch.backends.cuda.matmul.allow_tf32), though cuDNN may
+# run convolutions in TF32 (torch.backends.cudnn.allow_tf32), so a conv net's fp32 share can
+# exceed what the CUDA cores alone give. bf16 is the tensor cores' dense peak.
+PEAK_TFLOPS = {"fp32": {"H100": 66.9, "H200": 66.9}, "bf16": {"H100": 989.4, "H200": 989.4}}
 
 
 def step_flops(config, data) -> int:

@@ -1,9 +1,10 @@
 """Search quality: the shipped search (TPE + ASHA) beside Lucic et al. 2018's baseline (random
-search, no early stopping), at the same budget of trial-seconds.
+search, no early stopping), on the same wall clock.
 
 For each task and seed the two searches run side by side, each in its own process with its own
-embedded Ray, the same wall-clock budget, concurrency and CPUs per trial, so they get the same
-trial-seconds and whatever else loads the machine slows both alike; a callback adds up every
+embedded Ray, the same wall-clock budget, concurrency and CPUs per trial, so whatever else loads
+the machine slows both alike. Their trial-seconds are not made equal: each search counts its own
+(a search that leaves a lane idle spends fewer), and a callback adds up every
 report's ``time_this_iter_s`` (a report's share of a trial's running time, evaluation included)
 in the order the driver receives them. Tasks: ``grid25`` (the shipped preset) and ``mnist`` (the
 shipped MNIST preset with the ``mlp`` architecture, on CPUs). It prints, per task:

@@ -1,9 +1,14 @@
 """The hyperparameter space as Optuna define-by-run code.
 
 A GAN's hyperparameters are conditional: ``clip`` only means something for WGAN, ``gp_weight``
-only for WGAN-GP, Adam's betas only for Adam. Define-by-run lets each trial sample its loss (and
-optimizer) first and then ask only for the parameters that variant uses, so a parameter that has
-no effect is never sampled, never recorded, and never misleads TPE.
+only for WGAN-GP, Adam's betas only for Adam. Define-by-run lets each trial sample its loss first
+(and its optimizer, when a preset searches it) and then ask only for the parameters that variant
+uses, so a parameter that has no effect is never sampled, never recorded, and never misleads TPE.
+
+``FULL_SPACE`` leaves two keys pinned to the trainer's defaults: ``optimizer`` (each loss's own:
+Adam, RMSprop for WGAN) and ``minimax`` (false: the non-saturating generator loss, which Lucic et
+al. 2018 and Goodfellow et al. 2014 recommend). A preset searches them by naming them, e.g.
+``optimizer: [adam, rmsprop]`` or ``minimax: [false, true]``.
 
 A parameter is one of three things: ``Pinned`` (a constant every trial gets), ``Choice`` (a
 categorical) or ``Range`` (a numeric interval, optionally log-scaled). ``FULL_SPACE`` is the

@@ -34,3 +34,20 @@ def wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float =
             raise AssertionError(f"the search ended (exit {process.returncode}) before {what}{tail()}")
         time.sleep(0.25)  # polling files and a server another process writes
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{tail()}")
+
+
+BUNDLED_PRESETS = Path(__file__).resolve().parents[1] / "search_spaces" / "presets"
+
+
+def bundled_preset(name: str, budget: dict, params: dict, **sections) -> dict:
+    """A bundled preset as a user would copy and shrink it: its own YAML with ``budget`` and ``params``
+    keys replaced and any other section (``scheduler``, ``resources`` ...) replaced whole.
+
+    The preset's metric, searcher and floor stay its own, so a retuned preset is what the test runs."""
+    import yaml
+
+    preset = yaml.safe_load((BUNDLED_PRESETS / f"{name}.yaml").read_text())
+    preset["budget"] = {**preset.get("budget", {}), **budget}
+    preset["params"] = {**preset.get("params", {}), **params}
+    preset.update(sections)
+    return preset

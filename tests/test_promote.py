@@ -15,7 +15,8 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.registry.promote import decide
-from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT, TAG_ROLE, TAG_SEARCH
+from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_TRIAL_ID
+from trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 from images import read_scatter
 
@@ -102,15 +103,18 @@ def search_parent(promotions, search: str):
     return parent
 
 
-def values_at_best_steps(client, parent, metric: str) -> dict[str, float]:
-    """Each trial run of the search -> ``metric`` where its best checkpoint (the logged one) was taken."""
+def values_at_best_checkpoints(client, parent, folder: Path, metric: str) -> dict[str, float]:
+    """Each trial run of the search -> ``metric`` as its best checkpoint (the logged one, at the run's
+    best step) recorded it on disk: the trainer's own report, read without MLflow's metric curves."""
+    recorded = {}  # (trial id, step) -> the report saved with that checkpoint
+    for checkpoint in folder.glob(f"tune/*/checkpoint_*/{CHECKPOINT_FILE}"):
+        trial_id = json.loads((checkpoint.parents[1] / "result.json").read_text().splitlines()[0])["trial_id"]
+        state = load_checkpoint(checkpoint)
+        recorded[trial_id, state["step"]] = state["metrics"]
     values = {}
     for run in client.search_runs([parent.info.experiment_id], f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'"):
         if TAG_BEST_STEP in run.data.tags:
-            step = int(run.data.tags[TAG_BEST_STEP])
-            at_step = [m.value for m in client.get_metric_history(run.info.run_id, metric) if m.step == step]
-            if at_step:
-                values[run.info.run_id] = at_step[-1]
+            values[run.info.run_id] = recorded[run.data.tags[TAG_TRIAL_ID], int(run.data.tags[TAG_BEST_STEP])][metric]
     return values
 
 
@@ -125,7 +129,7 @@ def test_promote_by_another_metric_takes_the_best_trial_on_that_metric(promotion
     """An objective the search did not optimise (coverage) or a diagnostic (kl_modes), each in its direction."""
     client, tracked = promotions["client"], promotions["tracked"]
     parent = search_parent(promotions, "tracked")
-    values = values_at_best_steps(client, parent, metric)
+    values = values_at_best_checkpoints(client, parent, tracked["folder"], metric)
     assert len(values) >= 2
     best = max(values.values()) if mode == "max" else min(values.values())
     name = f"grid25-by-{metric.replace('_', '-')}"

@@ -56,7 +56,8 @@ def test_status_counts_and_what_early_stopping_saved():
     assert list(rows) == ["completed", "early_stopped", "diverged", "errored", "running"]
     assert sum(row.count for row in rows.values()) == len(trials) and rows["errored"].count == 0
     assert rows["early_stopped"].seconds == 30 and rows["diverged"].seconds == 4
-    assert saved_seconds(trials, 600) == pytest.approx(30 * 400 / 200)
+    # Stopped at step 200 of 600 after 30 s: the 400 steps it skipped would have taken 60 s more.
+    assert saved_seconds(trials, 600) == pytest.approx(60)
     assert saved_seconds(trials, None) is None
 
 
@@ -139,14 +140,38 @@ def test_the_page_references_every_figure_it_wrote(reported):
     assert reported["parent"].info.run_id in page and "Trials by status" in page
 
 
-def test_every_figure_is_a_picture_with_something_drawn(reported):
+def pixels_of(picture, rgb=None) -> int:
+    """How many pixels of a figure are ``rgb`` (within rounding), or of any strong colour when None:
+    matplotlib draws axes, ticks and text in black and grey, so coloured pixels are marks of data."""
+    channels = picture[..., :3]
+    if rgb is None:
+        return int(((channels.max(axis=2) - channels.min(axis=2)) > 0.25).sum())
+    return int((abs(channels - rgb).max(axis=2) < 0.05).sum())
+
+
+def test_every_figure_draws_the_searchs_data(reported):
+    """Each figure shows marks of the trials it is drawn from, not only its axes and labels."""
+    from matplotlib.colors import to_rgb
     from matplotlib.image import imread
 
-    for name in FIGURES:
-        picture = imread(reported["out"] / name)
-        assert picture.ndim == 3 and picture.shape[2] in (3, 4), name
-        assert min(picture.shape[:2]) >= 150, (name, picture.shape)
-        assert picture[..., :3].std() > 0.01, name
+    from pipelines.report.figures import STATUS_COLOURS
+
+    figures = {name: imread(reported["out"] / name) for name in FIGURES}
+    for name, picture in figures.items():
+        assert picture.ndim == 3 and min(picture.shape[:2]) >= 150, (name, picture.shape)
+    search = read_search(reported["client"], reported["parent"])
+    # A bar per status that some trial ended with, in that status's colour.
+    for row in status_rows(search.trials):
+        if row.count:
+            assert pixels_of(figures["status.png"], to_rgb(STATUS_COLOURS[row.status])) > 200, row.status
+    # A best-so-far line per loss (matplotlib's colour cycle, in the curves' order) across both panels,
+    # far more of its colour than the legend's short sample of it.
+    losses = [curve for curve in progress_curves(search.trials, search.mode) if curve.label != ALL_TRIALS]
+    for index, curve in enumerate(losses):
+        assert pixels_of(figures["progress.png"], to_rgb(f"C{index}")) > 300, curve.label
+    # Importance bars, the trials' points against each param, and the samples (red mode centres).
+    for name in ("importances.png", "slices.png", "samples.png"):
+        assert pixels_of(figures[name]) > 100, name
 
 
 def test_the_records_behind_the_report(reported):

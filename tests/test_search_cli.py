@@ -117,9 +117,10 @@ def test_asha_cuts_at_the_presets_grace_period_and_max_steps_counted_in_steps():
     from pipelines.search.algorithms import build_scheduler
     from search_spaces.preset import load_preset
 
-    preset = load_preset("grid25")  # grace_period 3000, reduction_factor 3, max_steps 12000
+    preset = load_preset("grid25")
     assert (preset.metric, preset.mode) == ("js_modes", "min")
-    assert (preset.scheduler.grace_period, preset.scheduler.reduction_factor, preset.budget.max_steps) == (3000, 3, 12000)
+    grace, factor, max_steps = preset.scheduler.grace_period, preset.scheduler.reduction_factor, preset.budget.max_steps
+    assert grace * factor < max_steps  # a second rung lies inside the budget, so the case below exists
     asha = build_scheduler(preset)
     assert isinstance(asha, ASHAScheduler)
 
@@ -127,18 +128,19 @@ def test_asha_cuts_at_the_presets_grace_period_and_max_steps_counted_in_steps():
         return trial, {"step": step, "training_iteration": 1, "js_modes": js}
 
     decisions = asha_decisions(asha, preset.metric, preset.mode, [
-        at("good", 2999, 0.1), at("bad", 2999, 0.9),   # before the first rung nothing is cut
-        at("good", 3000, 0.1),                          # first at the rung: sets the bar
-        at("bad", 3000, 0.9),                           # worse than the bar at step 3000: stopped
-        at("better", 3000, 0.05),                       # better: goes on
-        at("good", 11999, 0.1),                         # past the 9000 rung, first there: goes on
-        at("good", 12000, 0.1),                         # budget.max_steps reached: stopped
+        at("good", grace - 1, 0.1), at("bad", grace - 1, 0.9),  # before the first rung nothing is cut
+        at("good", grace, 0.1),                                  # first at the rung: sets the bar
+        at("bad", grace, 0.9),                                   # worse than the bar at the rung: stopped
+        at("better", grace, 0.05),                               # better: goes on
+        at("good", max_steps - 1, 0.1),                          # past the next rung, first there: goes on
+        at("good", max_steps, 0.1),                              # budget.max_steps reached: stopped
     ])
     C, S = TrialScheduler.CONTINUE, TrialScheduler.STOP
     assert decisions == [C, C, C, S, C, C, S]
-    # The unit is the trainer's step, not Tune's iteration count: 12000 iterations at step 10 go on.
+    # The unit is the trainer's step, not Tune's iteration count: max_steps iterations at step 10 go on.
     fresh = build_scheduler(preset)
-    assert asha_decisions(fresh, "js_modes", "min", [("t", {"step": 10, "training_iteration": 12000, "js_modes": 0.5})]) == [C]
+    at_step_10 = {"step": 10, "training_iteration": max_steps, "js_modes": 0.5}
+    assert asha_decisions(fresh, "js_modes", "min", [("t", at_step_10)]) == [C]
 
 
 def test_pbt_presets_resolve_what_to_perturb_and_when_in_steps():

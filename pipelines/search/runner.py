@@ -205,7 +205,7 @@ def prepare_evaluator(preset: SearchPreset) -> None:
 
     with announced(f"loading the {preset.dataset} evaluator (trained and cached on first use)"):
         evaluator = load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
-    print(f"evaluator {evaluator.hash[:12]}", flush=True)
+    print(f"evaluator {evaluator.evaluator_hash[:12]}", flush=True)
 
 
 def start_ray(address: str | None, folder: SearchFolder) -> None:

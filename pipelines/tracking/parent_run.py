@@ -18,13 +18,14 @@ from pipelines.tracking.tags import (
 )
 from pipelines.tracking.target import TrackingTarget, redacted
 
-# The MLflow UI opens an experiment without this tag on its GenAI traces view, empty for GANs;
-# this value opens the model-training view (runs table and metric charts).
+# The experiment kind MLflow's UI is meant to read to choose the model-training view (runs table,
+# metric charts) over the GenAI overview. The 3.17.2 UI ignores it and opens on the GenAI
+# overview unless the URL ends in ?workflowType=machine_learning (tests/test_mlflow_ui.py).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def experiment_id(client, target: TrackingTarget) -> str:
-    """The target's experiment, made (opening on the model-training view) when it does not exist."""
+    """The target's experiment, made (tagged with its kind) when it does not exist."""
     found = client.get_experiment_by_name(target.experiment)
     if found is not None:
         return found.experiment_id
