@@ -130,10 +130,11 @@ def promoted(searched) -> dict:
 
     model_name = f"test-{searched['name']}"
     client = MlflowClient(searched["uri"])
-    printed, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(err):
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         refused = promote(searched, model_name)
-        registered_when_refused = client.search_model_versions(f"name = '{model_name}'")
+    registered_when_refused = client.search_model_versions(f"name = '{model_name}'")
+    with contextlib.redirect_stdout(io.StringIO()):
         forced = promote(searched, model_name, "--force")
     return {**searched, "model": f"models:/{model_name}@champion", "refused": refused,
             "refusal": err.getvalue().strip().splitlines(), "forced": forced, "client": client,

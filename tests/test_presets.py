@@ -1,0 +1,70 @@
+"""Every bundled preset runs: ``gantune search --config`` on each ``search_spaces/presets/*.yaml``, shrunk as a
+user shrinks one for a first try (fewer trials, steps and samples, smaller nets), starts, reaches its
+first report and ends cleanly. A GPU request falls back to the CPU with one line, as it does for users.
+
+The presets' own dataset, metric, searcher, scheduler kind, floor and searched keys stay as shipped."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.cli import main
+from trainables.datasets import DATASETS
+
+from checks import BUNDLED_PRESETS, bundled_preset
+
+EVAL_EVERY = 50
+NAMES = sorted(path.stem for path in BUNDLED_PRESETS.glob("*.yaml"))
+# Test-sized nets: the architecture's width shrunk, the rest of the preset untouched.
+WIDTHS = {"mlp": 32, "dcgan": 8}
+
+
+def shrunk(name: str) -> dict:
+    """The preset with two trials of two reports each, small nets and few samples per evaluation."""
+    shipped = bundled_preset(name, {}, {})
+    scheduler = dict(shipped["scheduler"]) if isinstance(shipped["scheduler"], dict) else {"name": shipped["scheduler"]}
+    if scheduler["name"] == "asha":
+        scheduler["grace_period"] = EVAL_EVERY
+    if scheduler["name"] == "pbt":
+        scheduler["perturbation_interval"] = EVAL_EVERY
+    arch = shipped["params"].get("arch", "dcgan" if DATASETS[shipped["dataset"]].is_image else "mlp")
+    params = {"eval_every": EVAL_EVERY, "eval_samples": 200, "batch_size": 32}
+    if isinstance(arch, str):
+        params["width"] = WIDTHS[arch]
+    return bundled_preset(name, {"num_samples": 2, "max_steps": 2 * EVAL_EVERY, "max_concurrent": 2}, params,
+                          scheduler=scheduler)
+
+
+@pytest.fixture(scope="module")
+def image_data(data_root):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GANTUNE_DATA_ROOT", str(data_root))
+        yield
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_bundled_preset_starts_reports_and_ends_cleanly(name, image_data, tmp_path):
+    preset = shrunk(name)
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(preset))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["search", "--config", str(config), "--storage", str(tmp_path), "--name", name])
+    out = printed.getvalue()
+    assert code == 0, out[-3000:]
+    if preset["resources"].get("gpus_per_trial"):
+        assert "gpus_per_trial" in out  # no GPU here: the preset's request became 0, saying so
+    results = list((tmp_path / name / "tune").glob("*/result.json"))
+    assert len(results) == 2
+    for result in results:
+        rows = [json.loads(line) for line in result.read_text().splitlines()]
+        assert rows and rows[0]["step"] == EVAL_EVERY, result  # the first report, where it is due
+    best = json.loads((tmp_path / name / "best.json").read_text())
+    assert best["metric"] == preset["metric"] and Path(best["checkpoint"]).is_file()
+    assert any(line.startswith(f"best {preset['metric']} ") and "best.json" in line for line in out.splitlines())
