@@ -17,16 +17,16 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 # bench/ is the script's folder, so its sibling modules import by their file names.
 from timing import Loop, fastest_rates
+from torch.utils.flop_counter import FlopCounterMode
 from trainer import plain_loop
 
-from trainables.cohort import Cohort
-from trainables.config import config_from_dict
-from trainables.datasets import load_dataset
-from trainables.trainer import Trainer
+from trainables.cohort.cohort import Cohort
+from trainables.core.config import config_from_dict
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
 
 NETS = {
     "cpu": dict(dataset="grid25", arch="mlp", width=128, batch_size=256, latent_dim=8),

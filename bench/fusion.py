@@ -1,6 +1,6 @@
 """Two mechanisms for training K same-shape nets as one model, timed side by side in one run.
 
-- ``vmap``: what the cohort does (``trainables/stacked_net.py``): weights stacked along a slot
+- ``vmap``: what the cohort does (``trainables/cohort/stacked_net.py``): weights stacked along a slot
   dimension, the unchanged nets run with ``torch.func.vmap`` over ``functional_call``.
 - ``hand-fused``: horizontal fusion written out, as HFTA (MLSys 2021) does: each linear layer one
   ``baddbmm`` over K weight matrices, each convolution one grouped convolution over K x C
@@ -21,16 +21,16 @@ import argparse
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
 
 # bench/ is the script's folder, so its sibling benchmarks import by their file names.
 from cohort import NETS
 from timing import Loop, fastest_rates
+from torch import Tensor, nn
 
-from trainables.config import config_from_dict
-from trainables.datasets import load_dataset
-from trainables.models import build_discriminator, build_generator
-from trainables.stacked_net import StackedNet
+from trainables.cohort.stacked_net import StackedNet
+from trainables.core.config import config_from_dict
+from trainables.core.models import build_discriminator, build_generator
+from trainables.data.datasets import load_dataset
 
 COHORT_SIZES = {"cpu": (2, 8, 32), "cuda": (8, 32, 128)}
 

@@ -20,9 +20,9 @@ from pathlib import Path
 # bench/ is the script's folder, so its sibling module imports by its file name.
 from timing import steps_per_s
 
-from trainables.cohort import Cohort
-from trainables.config import config_from_dict, load_config
-from trainables.datasets import DATASETS, load_dataset
+from trainables.cohort.cohort import Cohort
+from trainables.core.config import config_from_dict, load_config
+from trainables.data.datasets import DATASETS, load_dataset
 
 CONFIGS = {"cpu": "configs/grid25_wgan_gp.yaml", "cuda": "configs/mnist_dcgan_gan.yaml"}
 REPO_ROOT = Path(__file__).resolve().parents[1]

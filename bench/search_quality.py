@@ -35,7 +35,7 @@ from ray import tune
 from pipelines.search.folder import SearchFolder
 from pipelines.search.runner import SearchRun, run_search
 from search_spaces.preset import load_preset, preset_from_dict
-from trainables.objectives import best_of, is_better
+from trainables.quality.objectives import best_of, is_better
 
 SHIPPED, BASELINE = "tpe+asha", "random+fifo"
 METHODS = {

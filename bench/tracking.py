@@ -16,7 +16,11 @@ from pathlib import Path
 
 from pipelines.search.folder import SearchFolder
 from pipelines.search.runner import SearchRun, run_search
-from pipelines.tracking.target import TrackingTarget, credentials_to_env, embedded_target
+from pipelines.tracking.target import (
+    TrackingTarget,
+    credentials_to_env,
+    embedded_target,
+)
 from search_spaces.preset import load_preset, with_overrides
 
 
@@ -30,7 +34,6 @@ def timed_search(preset, storage: Path, name: str, tracking: TrackingTarget | No
 def export_times(target: TrackingTarget, storage: Path) -> tuple[float, float]:
     """Seconds to export the tracked search's best trial, and to load that export with torch alone."""
     from mlflow import MlflowClient
-
     from pipelines.registry.export_writer import write_export
     from pipelines.registry.model_source import record_from_run
     from pipelines.tracking.tags import TAG_ROLE

@@ -12,17 +12,17 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 # bench/ is the script's folder, so its sibling modules import by their file names.
 from timing import Loop, fastest_rates
+from torch.utils.data import DataLoader, TensorDataset
 
-from trainables.config import config_from_dict
-from trainables.datasets import load_dataset
-from trainables.losses import build_loss, gradient_penalty
-from trainables.models import build_discriminator, build_generator
-from trainables.optimizers import build_optimizer
-from trainables.trainer import Trainer
+from trainables.core.config import config_from_dict
+from trainables.core.losses import build_loss, gradient_penalty
+from trainables.core.models import build_discriminator, build_generator
+from trainables.core.optimizers import build_optimizer
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
 
 VARIANTS = {
     "gan": {"loss": "gan"},

@@ -18,10 +18,10 @@ import yaml
 
 from pipelines.output_folder import check_output_folder
 from trainables.atomic import write_atomically
-from trainables.checkpoint import CHECKPOINT_FILE
-from trainables.config import TrainConfig, load_config, parse_overrides
+from trainables.core.checkpoint import CHECKPOINT_FILE
+from trainables.core.config import TrainConfig, load_config, parse_overrides
+from trainables.core.report_loop import ReportFiles
 from trainables.errors import UsageError
-from trainables.report_loop import ReportFiles
 
 METRICS_FILE = "metrics.json"
 PROGRESS_KEYS = ("d_loss", "g_loss", "wasserstein", "fd", "kid", "is", "classes_covered", "js_modes", "modes_covered",

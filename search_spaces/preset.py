@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from search_spaces.preset_reader import PresetReader
 from search_spaces.preset_types import Budget, Resources, SearchPreset
-from trainables.config import read_yaml_mapping
+from trainables.core.config import read_yaml_mapping
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 

@@ -10,12 +10,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from search_spaces.preset_types import PBT_DEFAULT_MUTATIONS, Budget, Resources, Scheduler, SearchPreset
+from search_spaces.preset_types import (
+    PBT_DEFAULT_MUTATIONS,
+    Budget,
+    Resources,
+    Scheduler,
+    SearchPreset,
+)
 from search_spaces.space import Choice, Param, Pinned, Range, full_space
-from trainables.config import LOSS_KEYS, OPTIMIZER_KEYS, TrainConfig, config_from_dict
-from trainables.datasets import DATASETS
+from trainables.core.config import (
+    LOSS_KEYS,
+    OPTIMIZER_KEYS,
+    TrainConfig,
+    config_from_dict,
+)
+from trainables.core.models import ARCHITECTURES
+from trainables.data.datasets import DATASETS
 from trainables.errors import ConfigError
-from trainables.models import ARCHITECTURES
 
 SEARCHERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo", "pbt")
@@ -118,7 +129,7 @@ class PresetReader:
             if key in _NOT_PARAMS:
                 raise self.fail(f"params.{key}", _NOT_PARAMS[key])
             if key not in TrainConfig.__dataclass_fields__:
-                raise self.fail(f"params.{key}", "unknown trainer key; see trainables/config.py for the keys")
+                raise self.fail(f"params.{key}", "unknown trainer key; see trainables/core/config.py for the keys")
             params[key] = self.param(dataset, key, value)
         return self.without_unused_losses(params, raw)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search_spaces.space import Choice, DefineByRun, Param, Pinned
-from trainables.config import TrainConfig
+from trainables.core.config import TrainConfig
 
 # What PBT perturbs by default: the learning rates and the D:G ratio, the knobs that decide
 # whether a running GAN stays balanced.

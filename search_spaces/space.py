@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
-from trainables.config import KEYS, applies
-from trainables.datasets import DATASETS
-from trainables.losses import LOSSES
-from trainables.models import ARCHITECTURES
+from trainables.core.config import KEYS, applies
+from trainables.core.losses import LOSSES
+from trainables.core.models import ARCHITECTURES
+from trainables.data.datasets import DATASETS
 
 Scalar = Union[bool, int, float, str, None]
 

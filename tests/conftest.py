@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from checks import TEST_PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,7 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mnist(data_root):
     """MNIST as CPU tensors, loaded once for every test that needs it."""
-    from trainables.datasets import load_dataset
+    from trainables.data.datasets import load_dataset
 
     return load_dataset("mnist", str(data_root))
 

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from checks import TEST_PRESETS, one_error_line
+
 from pipelines.cli import main
 
 PRESET = str(TEST_PRESETS / "fifo_grid25.yaml")
@@ -50,8 +50,8 @@ def workspace(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> Path:
     """A grid25 run folder holding a freshly initialised checkpoint: what --resume and --checkpoint read."""
-    from trainables.config import config_from_dict
-    from trainables.trainer import Trainer
+    from trainables.core.config import config_from_dict
+    from trainables.core.trainer import Trainer
 
     run = tmp_path_factory.mktemp("run")
     config = config_from_dict({"dataset": "grid25", "arch": "mlp", "width": 16, "latent_dim": 4, "device": "cpu"})
@@ -199,7 +199,6 @@ def store_with_a_bare_search(tmp_path_factory) -> str:
     """A SQLite MLflow store whose experiment ``e`` holds a search run that records no metric, so that a
     report of it fails after its folder was made."""
     from mlflow import MlflowClient
-
     from pipelines.tracking.tags import TAG_ROLE
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"

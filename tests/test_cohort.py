@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
-from trainables.cohort import Cohort
-from trainables.config import config_from_dict
-from trainables.datasets import load_dataset
-from trainables.errors import ConfigError
-from trainables.report_loop import ReportFiles
-from trainables.trainer import Trainer
-
 from images import read_scatter
+
+from trainables.cohort.cohort import Cohort
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
+from trainables.core.config import config_from_dict
+from trainables.core.report_loop import ReportFiles
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
+from trainables.errors import ConfigError
 
 GRID25 = dict(dataset="grid25", arch="mlp", width=32, batch_size=64, latent_dim=8, steps=20, eval_every=5,
               eval_samples=500, device="cpu")

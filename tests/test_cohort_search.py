@@ -14,12 +14,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from checks import TEST_PRESETS
 
 from pipelines.cli import main
 from pipelines.tracking.tags import TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
-from trainables.checkpoint import load_checkpoint
-
-from checks import TEST_PRESETS
+from trainables.core.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 12  # cohort_grid25.yaml's num_samples

@@ -5,7 +5,7 @@ What ``gantune train`` makes of them (exit code 2, nothing written) is tabled in
 
 import pytest
 
-from trainables.config import ConfigError, config_from_dict, load_config
+from trainables.core.config import ConfigError, config_from_dict, load_config
 
 BAD_CONFIGS = [
     ({"lr_g": 0}, "lr_g must be > 0"),
@@ -54,7 +54,7 @@ def test_yaml_and_overrides(tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the error of a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_config_error():
-    from trainables.config import resolve_device
+    from trainables.core.config import resolve_device
 
     with pytest.raises(ConfigError, match="no CUDA device is available"):
         resolve_device("cuda")

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from pipelines.cli import main
-from trainables.data import DataBundle
-from trainables.datasets import load_dataset
-from trainables.evaluator_cache import load_or_train_evaluator
-from trainables.objectives import IMAGE_METRICS
-from trainables.quality import build_quality
+from trainables.data.datasets import load_dataset
+from trainables.data.records import DataBundle
+from trainables.quality.evaluator_cache import load_or_train_evaluator
+from trainables.quality.objectives import IMAGE_METRICS
+from trainables.quality.scoring import build_quality
 
 CPU = torch.device("cpu")
 

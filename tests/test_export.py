@@ -9,15 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pipelines.cli import main
-from trainables.checkpoint import load_checkpoint, save_checkpoint
-from trainables.config import config_from_dict
-from trainables.export_reader import CARD_FILE, CONFIG_FILE, PROGRAM_FILE, SAMPLES_FILE, WEIGHTS_FILE
-from trainables.models import build_discriminator, build_generator
-
 from checks import one_error_line
 from images import read_image_grid, read_scatter
+
+from pipelines.cli import main
+from trainables.core.checkpoint import load_checkpoint, save_checkpoint
+from trainables.core.config import config_from_dict
+from trainables.core.models import build_discriminator, build_generator
+from trainables.export_reader import (
+    CARD_FILE,
+    CONFIG_FILE,
+    PROGRAM_FILE,
+    SAMPLES_FILE,
+    WEIGHTS_FILE,
+)
 
 EXPORT_FILES = {PROGRAM_FILE, WEIGHTS_FILE, CONFIG_FILE, SAMPLES_FILE, CARD_FILE}
 
@@ -249,7 +254,7 @@ def dcgan_exports(mnist, tmp_path_factory):
     """``dcgan_exports(conditional)``: a DCGAN generator a few steps into training (so BatchNorm's
     running statistics have moved), saved by the trainer and exported with ``gantune export``;
     made once per module."""
-    from trainables.trainer import Trainer
+    from trainables.core.trainer import Trainer
 
     made: dict[bool, dict] = {}
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from trainables.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES
-from trainables.quality import ImageQuality, build_quality
-
 from checks import worse_by
+
+from trainables.quality.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES
+from trainables.quality.scoring import ImageQuality, build_quality
 
 SAMPLES = 5000
 KEPT_CLASSES = 3

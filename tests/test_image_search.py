@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from checks import bundled_preset
+from images import read_image_grid
 
 from pipelines.cli import main
 from pipelines.report import sections
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
-from trainables.datasets import DATASETS
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
+from trainables.core.pictures import picture_size
+from trainables.data.datasets import DATASETS
 from trainables.export_reader import CONFIG_FILE, load_exported
-from trainables.pictures import picture_size
-
-from checks import bundled_preset
-from images import read_image_grid
 
 REPORT_FILES = {"report.html", sections.PROGRESS_FILE, sections.STATUS_FILE, sections.IMPORTANCES_FILE,
                 sections.SLICES_FILE, sections.SAMPLES_FILE}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.config import config_from_dict
-from trainables.losses import (
+from trainables.core.config import config_from_dict
+from trainables.core.losses import (
     LOSSES,
     build_loss,
     clip_weights_,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from trainables import metrics
-from trainables.data import grid25, ring8
+from trainables.data.loading import grid25, ring8
+from trainables.quality import metrics
 
 
 def _random_spd(dim: int, seed: int) -> torch.Tensor:

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from trainables.checkpoint import load_checkpoint
-from trainables.cohort import Cohort
-from trainables.config import config_from_dict
-from trainables.datasets import load_dataset
-from trainables.trainer import Trainer
+from trainables.cohort.cohort import Cohort
+from trainables.core.checkpoint import load_checkpoint
+from trainables.core.config import config_from_dict
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 # The kernels autocast lowers: forward and backward matmuls and convolutions.

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from trainables import metrics
-from trainables.datasets import DATASETS, load_dataset
-from trainables.objectives import MIXTURE_METRICS, MIXTURE_OBJECTIVES
-from trainables.quality import build_quality
-
 from checks import worse_by
+
+from trainables.data.datasets import DATASETS, load_dataset
+from trainables.quality import metrics
+from trainables.quality.objectives import MIXTURE_METRICS, MIXTURE_OBJECTIVES
+from trainables.quality.scoring import build_quality
 
 SAMPLES = 5000
 KEPT_MODES = 3

@@ -17,11 +17,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from browser import headless_chromium, require_chromium, screenshot_dir, wait_for_http
 
 from pipelines.cli import main
 from pipelines.tracking.tags import PARENT_RUN_FILE, TAG_PARENT, TAG_ROLE
-
-from browser import headless_chromium, require_chromium, screenshot_dir, wait_for_http
 
 MODEL = "grid25-ui"  # its own registered model, so test_promote's version numbers stay its own
 ALIAS = "champion"

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from checks import BUNDLED_PRESETS, bundled_preset
 
 from pipelines.cli import main
-from trainables.datasets import DATASETS
-
-from checks import BUNDLED_PRESETS, bundled_preset
+from trainables.data.datasets import DATASETS
 
 EVAL_EVERY = 50
 NAMES = sorted(path.stem for path in BUNDLED_PRESETS.glob("*.yaml"))

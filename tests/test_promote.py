@@ -12,13 +12,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from images import read_scatter
 
 from pipelines.cli import main
 from pipelines.registry.promote import decide
-from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_TRIAL_ID
-from trainables.checkpoint import CHECKPOINT_FILE, load_checkpoint
-
-from images import read_scatter
+from pipelines.tracking.tags import (
+    TAG_BEST_STEP,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEARCH,
+    TAG_TRIAL_ID,
+)
+from trainables.core.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from checks import TEST_PRESETS, one_error_line
+
 from pipelines.cli import main
 from pipelines.search.resources import NodeCapacity, fit_to_nodes
 from search_spaces.preset import load_preset, with_overrides

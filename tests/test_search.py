@@ -14,16 +14,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from checks import TEST_PRESETS
+from images import SCATTER_SIDE, read_picture, read_scatter
 from ray.cluster_utils import Cluster
 
 from pipelines.cli import main
-from trainables.checkpoint import load_checkpoint
-from trainables.config import config_from_dict
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.objectives import WORST_VALUE
-
-from checks import TEST_PRESETS
-from images import SCATTER_SIDE, read_picture, read_scatter
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_checkpoint
+from trainables.core.config import config_from_dict
+from trainables.quality.objectives import WORST_VALUE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BEST_KEYS = {"trial_id", "config", "metric", "mode", "value", "checkpoint"}

@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from pipelines.cli import main
+
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 

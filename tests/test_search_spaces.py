@@ -6,9 +6,14 @@ import optuna
 import pytest
 import yaml
 
-from search_spaces.preset import PRESETS_DIR, load_preset, preset_from_dict, with_overrides
+from search_spaces.preset import (
+    PRESETS_DIR,
+    load_preset,
+    preset_from_dict,
+    with_overrides,
+)
 from search_spaces.space import Choice, DefineByRun, Pinned, Range, full_space
-from trainables.config import ConfigError, config_from_dict
+from trainables.core.config import ConfigError, config_from_dict
 
 BUNDLED = sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
 
@@ -154,7 +159,7 @@ def test_bad_presets_fail_with_one_line_naming_the_key(raw, message):
 
 
 def test_shipped_presets_optimise_an_objective_and_state_a_floor():
-    from trainables.objectives import IMAGE_OBJECTIVES, MIXTURE_OBJECTIVES
+    from trainables.quality.objectives import IMAGE_OBJECTIVES, MIXTURE_OBJECTIVES
 
     for name in ("grid25", "ring8"):
         preset = load_preset(name)

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
 from checks import TEST_PRESETS
+
 from pipelines.cli import main
 from pipelines.tracking.target import PASSWORD_ENV, USERNAME_ENV
 

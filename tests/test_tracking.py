@@ -8,16 +8,23 @@ import time
 from pathlib import Path
 
 import pytest
+from checks import TEST_PRESETS
 
 from pipelines.cli import main
+from pipelines.search.outcome import end_status
 from pipelines.tracking.tags import (
-    TAG_BEST_RUN, TAG_BEST_STEP, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+    TAG_BEST_RUN,
+    TAG_BEST_STEP,
+    TAG_METRIC,
+    TAG_MODE,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEARCH,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
 )
-from pipelines.search.outcome import trial_status
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
-
-from checks import TEST_PRESETS
 
 STEPS = 600
 
@@ -92,7 +99,7 @@ def test_statuses_follow_how_each_trial_ended(logged):
     ],
 )
 def test_trial_status_names_each_way_a_trial_ends(last_result, errored, status):
-    assert trial_status(last_result, errored=errored) == status
+    assert end_status(last_result, errored=errored) == status
 
 
 def test_params_tags_and_metric_curves(logged):

@@ -8,14 +8,13 @@ import sys
 
 import pytest
 import torch
+from images import read_scatter
 from torch import nn
 
-from trainables.checkpoint import load_checkpoint
-from trainables.config import config_from_dict, load_config
-from trainables.datasets import load_dataset
-from trainables.trainer import Trainer
-
-from images import read_scatter
+from trainables.core.checkpoint import load_checkpoint
+from trainables.core.config import config_from_dict, load_config
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
 
 SIGNALS = ("d_loss", "g_loss", "wasserstein", "gp", "d_grad_norm", "g_grad_norm")
 
@@ -38,10 +37,10 @@ def test_trainer_imports_neither_ray_nor_mlflow_nor_optuna():
     code = (
         "import sys\n"
         "for name in ('ray', 'mlflow', 'optuna'): sys.modules[name] = None\n"
-        "import trainables.trainer, trainables.quality, trainables.evaluator_cache, trainables.report_loop\n"
-        "from trainables.config import config_from_dict\n"
+        "import trainables.core.trainer, trainables.quality.scoring, trainables.quality.evaluator_cache, trainables.core.report_loop\n"
+        "from trainables.core.config import config_from_dict\n"
         "config = config_from_dict(dict(dataset='ring8', arch='mlp', width=16, steps=2, eval_every=2, eval_samples=200, device='cpu'))\n"
-        "print(list(trainables.trainer.Trainer(config).reports())[-1]['status'])\n"
+        "print(list(trainables.core.trainer.Trainer(config).reports())[-1]['status'])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -75,7 +74,7 @@ def test_wgan_critic_weights_stay_within_clip(grid25):
 def test_dcgan_and_conditional_shapes():
     for dataset, shape in (("mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
         config = config_from_dict(dict(dataset=dataset, conditional=True, width=8, device="cpu"))
-        from trainables.models import build_discriminator, build_generator
+        from trainables.core.models import build_discriminator, build_generator
 
         images = build_generator(config)(torch.randn(4, config.latent_dim), torch.arange(4))
         assert images.shape == (4, *shape) and images.abs().max() <= 1
@@ -199,7 +198,7 @@ def test_gantunes_spectral_norm_is_pytorchs_bit_for_bit(make):
     """The batchable parametrization keeps PyTorch's start, arithmetic and buffer names."""
     from torch.nn.utils.parametrizations import spectral_norm
 
-    from trainables.spectral import spectral_norm_
+    from trainables.core.spectral import spectral_norm_
 
     layers = []
     for normalise in (spectral_norm, spectral_norm_):

@@ -12,16 +12,19 @@ from io import StringIO
 
 import pytest
 import ray
+from checks import TEST_PRESETS
 from ray import tune
 
 from pipelines.cli import main
 from pipelines.search import optuna_searcher
-from pipelines.search.optuna_searcher import RELIED_ON, ResumableOptunaSearch, check_resumable
+from pipelines.search.optuna_searcher import (
+    RELIED_ON,
+    ResumableOptunaSearch,
+    check_resumable,
+)
 from pipelines.search.progress import SearchProgress
 from trainables.errors import UnsupportedVersion
-from trainables.objectives import WORST_VALUE
-
-from checks import TEST_PRESETS
+from trainables.quality.objectives import WORST_VALUE
 
 
 def test_the_installed_rays_optuna_search_has_what_the_resume_fix_reads():

@@ -21,10 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipelines.commands.checks import removed_if_failed
     from pipelines.output_folder import check_output_folder
-    from trainables.config import resolve_device
-    from trainables.data import DATA_ROOT_ENV, resolve_data_root
-    from trainables.datasets import image_dataset
-    from trainables.evaluator_cache import CACHE_DIR_ENV, load_or_train_evaluator, resolve_cache_dir
+    from trainables.core.config import resolve_device
+    from trainables.data.datasets import image_dataset
+    from trainables.data.loading import DATA_ROOT_ENV, load, resolve_data_root
+    from trainables.quality.evaluator_cache import (
+        CACHE_DIR_ENV,
+        load_or_train_evaluator,
+        resolve_cache_dir,
+    )
 
     spec = image_dataset(args.dataset)
     device = resolve_device(args.device)
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         flag = "--data-root" if args.data_root else f"${DATA_ROOT_ENV}"
         raise UsageError(f"{flag} {data_root} is a file; give the folder that holds torchvision's files")
     with removed_if_failed(data_root):
-        data = spec.load(args.data_root)
+        data = load(spec, args.data_root)
     evaluator = load_or_train_evaluator(args.dataset, args.data_root, device, args.cache_dir, data=data)
     origin = f"trained in {evaluator.train_seconds:.0f} s" if evaluator.trained_now else "reused from the cache"
     print(f"evaluator {args.dataset}: test accuracy {evaluator.test_accuracy:.2%} ({origin})")

@@ -64,8 +64,8 @@ def run(args) -> int:
         raise UsageError(f"--out {args.out!r} must end in {', '.join(IMAGE_SUFFIXES)}")
     check_output_file("--out", out)
     from pipelines.registry.model_source import load_generator
-    from trainables.datasets import DATASETS
-    from trainables.pictures import write_picture
+    from trainables.core.pictures import write_picture
+    from trainables.data.datasets import DATASETS
 
     with tempfile.TemporaryDirectory(prefix="gantune-generate-") as scratch:
         generator = load_generator(args.model, args.tracking_uri, scratch)

@@ -18,9 +18,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pipelines.commands.checks import check_not_a_folder, removed_if_failed
     from pipelines.run_folder import RunFolder, new_run, resumed_run
-    from trainables.data import resolve_data_root
-    from trainables.report_loop import run_reports
-    from trainables.trainer import Trainer
+    from trainables.core.report_loop import run_reports
+    from trainables.core.trainer import Trainer
+    from trainables.data.loading import resolve_data_root
 
     if args.resume:
         checkpoint, overrides = resumed_run(args.resume, args.config, args.overrides)

@@ -18,10 +18,12 @@ from typing import Any
 
 import torch
 
-from trainables.checkpoint import load_checkpoint
-from trainables.config import TrainConfig, config_from_dict
-from trainables.data import balanced_labels
-from trainables.datasets import DATASETS
+from trainables.core.checkpoint import load_checkpoint
+from trainables.core.config import TrainConfig, config_from_dict
+from trainables.core.models import build_generator
+from trainables.core.pictures import picture_size, write_picture
+from trainables.data.datasets import DATASETS
+from trainables.data.loading import balanced_labels
 from trainables.errors import UsageError
 from trainables.export_reader import (
     CARD_FILE,
@@ -32,8 +34,6 @@ from trainables.export_reader import (
     WEIGHTS_FILE,
     GeneratorSpec,
 )
-from trainables.models import build_generator
-from trainables.pictures import picture_size, write_picture
 
 EXAMPLE_BATCH = 4
 SAMPLE_SEED = 0

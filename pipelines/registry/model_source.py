@@ -15,10 +15,15 @@ from pipelines.registry.export_writer import GeneratorRecord, record_from_checkp
 from pipelines.registry.pyfunc_model import EXPORT_ARTIFACT
 from pipelines.tracking.lookup import ask, tracking_client
 from pipelines.tracking.tags import CHECKPOINT_ARTIFACTS, TAG_BEST_RUN, lineage_tags
-from trainables.checkpoint import CHECKPOINT_FILE
-from trainables.config import config_from_dict
+from trainables.core.checkpoint import CHECKPOINT_FILE
+from trainables.core.config import config_from_dict
 from trainables.errors import UsageError
-from trainables.export_reader import ExportedGenerator, load_exported, load_weights, read_export_config
+from trainables.export_reader import (
+    ExportedGenerator,
+    load_exported,
+    load_weights,
+    read_export_config,
+)
 
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 

@@ -19,11 +19,18 @@ import tempfile
 
 from pipelines.tracking.lookup import find_search
 from pipelines.tracking.tags import (
-    TAG_BEST_STEP, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_MODEL, TAG_PARENT, TAG_TRIAL_ID, lineage_tags,
+    TAG_BEST_STEP,
+    TAG_DATASET,
+    TAG_METRIC,
+    TAG_MODE,
+    TAG_MODEL,
+    TAG_PARENT,
+    TAG_TRIAL_ID,
+    lineage_tags,
 )
-from trainables.datasets import DATASETS
+from trainables.data.datasets import DATASETS
 from trainables.errors import UsageError
-from trainables.objectives import best_of, is_better
+from trainables.quality.objectives import best_of, is_better
 
 FLOOR_PARAM_PREFIX = "floor."
 VERSION_TAG_METRIC = "metric"

@@ -104,13 +104,14 @@ def write_real_picture(dataset: str, data_root: str | None, path: Path) -> Path:
     """Real data drawn as a trial's samples are: the true mixture's scatter, or a grid of training images."""
     import torch
 
-    from trainables.datasets import DATASETS
-    from trainables.pictures import SCATTER_POINTS, write_picture
+    from trainables.core.pictures import SCATTER_POINTS, write_picture
+    from trainables.data.datasets import DATASETS
+    from trainables.data.loading import load
 
     spec = DATASETS[dataset]
     generator = torch.Generator().manual_seed(0)
     if spec.is_image:
-        images = spec.load(data_root).train_x
+        images = load(spec, data_root).train_x
         real = images[torch.randperm(images.shape[0], generator=generator)[:REAL_IMAGES]]
     else:
         real, _ = spec.mixture.sample(SCATTER_POINTS, generator)

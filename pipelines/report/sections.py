@@ -61,7 +61,7 @@ def importance_sections(search: SearchRecord, study, found: Importances, out: Pa
 
 def _real_panel(search: SearchRecord, data_root: str | None, scratch: Path) -> tuple[Path | None, str | None]:
     """The real-data picture, or why it is left out."""
-    from trainables.datasets import DATASETS
+    from trainables.data.datasets import DATASETS
 
     if search.dataset not in DATASETS:
         return None, f"Real data is not shown: the search records no known dataset ({search.dataset!r})."

@@ -13,7 +13,7 @@ from itertools import accumulate
 from typing import Sequence
 
 from pipelines.report.store import TrialRecord
-from trainables.objectives import best_first, is_better
+from trainables.quality.objectives import best_first, is_better
 
 STATUS_ORDER = ("completed", "early_stopped", "diverged", "errored")
 ALL_TRIALS = "all trials"

@@ -23,10 +23,16 @@ from pathlib import Path
 
 from pipelines.registry.downloads import bar_only_on_a_terminal
 from pipelines.tracking.tags import (
-    SAMPLES_ARTIFACTS, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_PARENT, TAG_STATUS, TAG_TRIAL_ID,
+    SAMPLES_ARTIFACTS,
+    TAG_DATASET,
+    TAG_METRIC,
+    TAG_MODE,
+    TAG_PARENT,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
 )
 from trainables.errors import UsageError
-from trainables.objectives import is_better
+from trainables.quality.objectives import is_better
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,12 @@ def outcome(status: str, last_result: Mapping[str, Any]) -> str:
         return "pending"
     if status == "RUNNING":
         return "running"
-    if last_result.get("diverged"):
+    if last_result.get("diverged") or last_result.get("status") == "diverged":
         return "diverged"
     return "finished" if last_result.get("status") == "completed" else "stopped"
 
 
-def trial_status(last_result: Mapping[str, Any], errored: bool) -> str:
-    """The status tag of an ended trial: completed, early_stopped, diverged or errored."""
-    return STATUS_TAG[outcome("ERROR" if errored else "TERMINATED", last_result)]
+def end_status(last_report: Mapping[str, Any], errored: bool = False) -> str:
+    """The status tag of an ended trial (or slot-trial) from its last report: completed,
+    early_stopped, diverged or errored. Every place that records how a trial ended asks this."""
+    return STATUS_TAG[outcome("ERROR" if errored else "TERMINATED", last_report)]

@@ -74,10 +74,10 @@ def check_study_url(url: str) -> str:
 
 def _resumed_preset(args, folder, flags: dict[str, Any]):
     """On --resume the search continues as it was set up: its own search.yaml is the preset."""
-    from search_spaces.preset import load_preset, preset_from_dict
-    from pipelines.search.folder import SEARCH_FILE
-
     import yaml
+
+    from pipelines.search.folder import SEARCH_FILE
+    from search_spaces.preset import load_preset, preset_from_dict
 
     if not folder.exists():
         raise UsageError(f"--resume: no search {folder.name!r} under {folder.storage}; check --name and --storage")
@@ -93,12 +93,17 @@ def _resumed_preset(args, folder, flags: dict[str, Any]):
 
 def plan(args):
     """Check every flag and the preset, and say what will run; raises UsageError, starts nothing."""
-    from search_spaces.preset import load_preset, with_overrides
-    from search_spaces.preset_reader import COHORT_WITH_PBT
     from pipelines.search.cluster_address import check_address
-    from pipelines.search.folder import SearchFolder, check_name, is_uri, resolve_storage
+    from pipelines.search.folder import (
+        SearchFolder,
+        check_name,
+        is_uri,
+        resolve_storage,
+    )
     from pipelines.search.runner import SearchRun
     from pipelines.tracking.target import resolve_tracking
+    from search_spaces.preset import load_preset, with_overrides
+    from search_spaces.preset_reader import COHORT_WITH_PBT
 
     flags = budget_flags(args)
     storage = resolve_storage(args.storage)
@@ -123,7 +128,9 @@ def plan(args):
     tracking = resolve_tracking(args.tracking_uri, args.experiment, folder.name, folder.path, folder.is_local,
                                 address, args.shared_storage)
     study_url = check_study_url(args.optuna_storage) if args.optuna_storage else folder.default_study_url()
-    from pipelines.search.optuna_searcher import check_resumable  # loads Ray: only once every flag is valid
+    from pipelines.search.optuna_searcher import (
+        check_resumable,  # loads Ray: only once every flag is valid
+    )
     check_resumable()
     return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking,
                      resume_command=resume_command(args, folder), gpus_typed=flags["gpus_per_trial"] is not None)

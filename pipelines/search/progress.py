@@ -13,11 +13,11 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from pipelines.search.cohort_host import BEST_SLOT_TRIAL, COHORT_REPORTS
 from pipelines.search.outcome import OUTCOMES, STATUS_TAG, outcome
-from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
-from trainables.config import config_from_dict
-from trainables.objectives import best_of, is_better
+from pipelines.search.trials.cohort_plan import BEST_SLOT_TRIAL, COHORT_REPORTS
+from trainables.core.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
+from trainables.core.config import config_from_dict
+from trainables.quality.objectives import best_of, is_better
 
 PROGRESS_PERIOD_S = 10.0
 # How a slot-trial's end (its status tag) reads in the progress line and the trial table.

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from search_spaces.preset_types import SearchPreset
 from pipelines.search.algorithms import build_scheduler, build_searcher
 from pipelines.search.folder import SearchFolder
 from pipelines.search.stop_signals import StopSignals
 from pipelines.timed_step import announced
 from pipelines.tracking.target import TrackingTarget
+from search_spaces.preset_types import SearchPreset
 
 # Snapshot the experiment state every second (Tune's default is 10 s or more): a driver killed
 # between snapshots reruns every trial that finished since the last one.
@@ -122,12 +122,13 @@ def build_trainable(run: SearchRun):
     preset = run.preset
     resources = {"cpu": preset.resources.cpus_per_trial, "gpu": preset.resources.gpus_per_trial}
     if preset.budget.cohort > 1:
-        from pipelines.search.cohort_host import CohortPlan, host_cohort, hosts_for
+        from pipelines.search.trials.cohort_host import host_cohort
+        from pipelines.search.trials.cohort_plan import CohortPlan, hosts_for
 
         plan = CohortPlan(preset, run.folder.name, run.study_url, hosts_for(preset.budget))
         trainable = tune.with_parameters(host_cohort, plan=plan, cpus=preset.resources.cpus_per_trial)
     else:
-        from trainables.tune_trainable import train_gan
+        from pipelines.search.trials.single import train_gan
 
         trainable = tune.with_parameters(train_gan, metric=preset.metric, mode=preset.mode,
                                          cpus=preset.resources.cpus_per_trial)
@@ -139,7 +140,7 @@ def cohort_hosts(run: SearchRun) -> dict[str, Any]:
     import optuna
     from ray import tune
 
-    from pipelines.search.cohort_host import COHORT_HOST_KEY, hosts_for
+    from pipelines.search.trials.cohort_plan import COHORT_HOST_KEY, hosts_for
 
     preset = run.preset
     optuna.create_study(study_name=run.folder.name, storage=optuna.storages.RDBStorage(run.study_url),
@@ -149,7 +150,6 @@ def cohort_hosts(run: SearchRun) -> dict[str, Any]:
 
 def build_tuner(run: SearchRun):
     from ray import tune
-
     from ray.tune.schedulers import FIFOScheduler
 
     preset = run.preset
@@ -195,13 +195,13 @@ def build_tuner(run: SearchRun):
 
 def prepare_evaluator(preset: SearchPreset) -> None:
     """Build the image evaluator once on the driver, so concurrent trials find it cached."""
-    from trainables.datasets import DATASETS
+    from trainables.data.datasets import DATASETS
 
     if not DATASETS[preset.dataset].is_image:
         return
     import torch
 
-    from trainables.evaluator_cache import load_or_train_evaluator
+    from trainables.quality.evaluator_cache import load_or_train_evaluator
 
     with announced(f"loading the {preset.dataset} evaluator (trained and cached on first use)"):
         evaluator = load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))

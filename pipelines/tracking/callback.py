@@ -19,23 +19,48 @@ from typing import Any, Mapping
 
 from ray import tune
 
-from pipelines.search.cohort_host import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host
 from pipelines.search.folder import SearchFolder
-from pipelines.search.outcome import trial_status
+from pipelines.search.outcome import end_status
 from pipelines.search.stop_signals import stopped_by
+from pipelines.search.trials.cohort_plan import (
+    COHORT_REPORTS,
+    SLOTS_FOLDER,
+    is_cohort_host,
+)
 from pipelines.timed_step import announced
 from pipelines.tracking.outbox import Outbox, fail_fast_requests
-from pipelines.tracking.parent_run import experiment_id, new_parent, reopen, resumed_parent
+from pipelines.tracking.parent_run import (
+    experiment_id,
+    new_parent,
+    reopen,
+    resumed_parent,
+)
 from pipelines.tracking.run_values import curve_names, report_metrics
-from pipelines.tracking.search_end import close_leftovers, close_run, end_interrupted, settled_slot_trials
+from pipelines.tracking.search_end import (
+    close_leftovers,
+    close_run,
+    end_interrupted,
+    settled_slot_trials,
+)
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
-    CHECKPOINT_ARTIFACTS, SAMPLES_ARTIFACTS, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_EVALUATOR,
-    TAG_METRIC, TAG_MODE, TAG_OPTUNA_TRIAL, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID,
+    CHECKPOINT_ARTIFACTS,
+    SAMPLES_ARTIFACTS,
+    TAG_BEST_STEP,
+    TAG_BEST_VALUE,
+    TAG_EVALUATOR,
+    TAG_METRIC,
+    TAG_MODE,
+    TAG_OPTUNA_TRIAL,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEARCH,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
 )
 from pipelines.tracking.target import TrackingTarget, redacted
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.objectives import is_better
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
+from trainables.quality.objectives import is_better
 
 TRIAL_TAG_KEYS = ("loss", "arch", "conditional", "dataset")
 SAMPLES_IMAGE_KEY = "samples"
@@ -241,7 +266,7 @@ class MlflowTracking(tune.Callback):
                                         lambda state=state: close_run(self.client, state.run_id, "errored"))
             return
         state = self._trial_run(trial)
-        status = trial_status(trial.last_result or {}, errored)
+        status = end_status(trial.last_result or {}, errored)
         self.outbox.put(f"the end of trial {trial.trial_id}", lambda: close_run(self.client, state.run_id, status))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

@@ -14,7 +14,14 @@ import yaml
 from pipelines.search.folder import SearchFolder
 from pipelines.tracking.run_values import flat_params
 from pipelines.tracking.tags import (
-    PARENT_RUN_FILE, TAG_DATASET, TAG_METRIC, TAG_MODE, TAG_RESUME, TAG_ROLE, TAG_SEARCH, TAG_STATUS,
+    PARENT_RUN_FILE,
+    TAG_DATASET,
+    TAG_METRIC,
+    TAG_MODE,
+    TAG_RESUME,
+    TAG_ROLE,
+    TAG_SEARCH,
+    TAG_STATUS,
 )
 from pipelines.tracking.target import TrackingTarget, redacted
 

@@ -6,8 +6,8 @@ import json
 import math
 from typing import Any, Mapping
 
-from trainables.datasets import DATASETS
-from trainables.trainer import TRAINING_SIGNALS
+from trainables.core.trainer import TRAINING_SIGNALS
+from trainables.data.datasets import DATASETS
 
 
 def curve_names(dataset: str) -> frozenset[str]:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pipelines.search.cohort_host import slot_trial_status
-from pipelines.search.outcome import RUN_STATUS, trial_status
-from pipelines.tracking.tags import TAG_OPTUNA_TRIAL, TAG_RESUME, TAG_STATUS, TAG_TRIAL_ID
+from pipelines.search.outcome import RUN_STATUS, end_status
+from pipelines.search.trials.cohort_plan import slot_trial_status
+from pipelines.tracking.tags import (
+    TAG_OPTUNA_TRIAL,
+    TAG_RESUME,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
+)
 
 
 def close_run(client, run_id: str, status: str, extra_tags: dict[str, str] | None = None) -> None:
@@ -38,7 +43,7 @@ def close_leftovers(client, open_runs: list, trials, host_of: Callable[[str], st
     for run in open_runs:
         trial_id = run.data.tags.get(TAG_TRIAL_ID)
         trial = by_id.get(host_of(trial_id) or trial_id)
-        status = trial_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
+        status = end_status(trial.last_result or {}, trial.status == "ERROR") if trial else "interrupted"
         if TAG_OPTUNA_TRIAL in run.data.tags:
             status = study_says.get(int(run.data.tags[TAG_OPTUNA_TRIAL])) or status
         close_run(client, run.info.run_id, status)

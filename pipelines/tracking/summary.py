@@ -5,13 +5,20 @@ from __future__ import annotations
 import tempfile
 import time
 
-from pipelines.search.outcome import RUN_STATUS
 from pipelines.registry.downloads import bar_only_on_a_terminal
+from pipelines.search.outcome import RUN_STATUS
 from pipelines.tracking.tags import (
-    CHECKPOINT_ARTIFACTS, TAG_BEST_RUN, TAG_BEST_STEP, TAG_BEST_VALUE, TAG_MODEL, TAG_STATUS, TAG_TRIAL_ID, lineage_tags,
+    CHECKPOINT_ARTIFACTS,
+    TAG_BEST_RUN,
+    TAG_BEST_STEP,
+    TAG_BEST_VALUE,
+    TAG_MODEL,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
+    lineage_tags,
 )
-from trainables.checkpoint import CHECKPOINT_FILE
-from trainables.objectives import best_first
+from trainables.core.checkpoint import CHECKPOINT_FILE
+from trainables.quality.objectives import best_first
 
 
 def summarise_search(client, parent_id: str, children: list, metric: str, mode: str):

@@ -3,7 +3,7 @@ nothing of its trainer behind in the worker process that the next trial reuses.
 
 One real search (``gantune search``, embedded Ray, tracking to a real ``mlflow server``) of six
 grid25 trials whose critic learning rate is a choice: 10000 diverges at the first report, the
-other is stable. The trainable is ``trainables.tune_trainable.train_gan`` itself, wrapped only to
+other is stable. The trainable is ``pipelines.search.trials.single.train_gan`` itself, wrapped only to
 count, in the worker process, the objects the trial leaves alive.
 """
 
@@ -15,13 +15,12 @@ from pathlib import Path
 
 import optuna
 import yaml
+from checks import TEST_PRESETS
+from faults_support import trial_rows
 
 from pipelines.cli import main
 from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
-from trainables.objectives import WORST_VALUE
-
-from faults_support import trial_rows
-from checks import TEST_PRESETS
+from trainables.quality.objectives import WORST_VALUE
 
 PRESET = TEST_PRESETS / "diverging_mix_grid25.yaml"
 STOPPED_PRESET = TEST_PRESETS / "asha_stopped_grid25.yaml"
@@ -46,8 +45,8 @@ def counting(record: Path):
         import torch
         from ray import tune
 
-        from trainables import tune_trainable
-        from trainables.trainer import Trainer
+        from pipelines.search.trials import single
+        from trainables.core.trainer import Trainer
 
         def holding() -> dict[str, int]:
             objects = gc.get_objects()
@@ -62,7 +61,7 @@ def counting(record: Path):
         before = holding()
         raised = None
         try:
-            tune_trainable.train_gan(config, metric=metric, mode=mode, cpus=cpus)
+            single.train_gan(config, metric=metric, mode=mode, cpus=cpus)
         except BaseException as err:  # a scheduler's stop, raised inside tune.report
             raised = type(err).__name__
             raise
@@ -77,16 +76,15 @@ def counting(record: Path):
 
 def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
         mlflow_server, tmp_path, monkeypatch, capsys):
+    import pipelines.search.trials.single
     from mlflow import MlflowClient
-
-    import trainables.tune_trainable
 
     preset = yaml.safe_load(PRESET.read_text())
     num_samples, max_steps = preset["budget"]["num_samples"], preset["budget"]["max_steps"]
     every = preset["params"]["eval_every"]
     record = tmp_path / "holding.jsonl"
     # The search builds its trainable from this attribute; trial processes run the real one.
-    monkeypatch.setattr(trainables.tune_trainable, "train_gan", counting(record))
+    monkeypatch.setattr(pipelines.search.trials.single, "train_gan", counting(record))
     started = time.monotonic()
     code = main(["search", "--config", str(PRESET), "--storage", str(tmp_path), "--name", NAME,
                  "--tracking-uri", mlflow_server, "--experiment", EXPERIMENT])
@@ -168,10 +166,10 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
 
 def test_a_trial_the_scheduler_stops_holds_no_trainer_when_its_trainable_ends(tmp_path, monkeypatch, capsys):
     """The other way a trial ends: ASHA stops it (at its cut or at max_t) by raising in tune.report."""
-    import trainables.tune_trainable
+    import pipelines.search.trials.single
 
     record = tmp_path / "holding.jsonl"
-    monkeypatch.setattr(trainables.tune_trainable, "train_gan", counting(record))
+    monkeypatch.setattr(pipelines.search.trials.single, "train_gan", counting(record))
     code = main(["search", "--config", str(STOPPED_PRESET), "--storage", str(tmp_path), "--name", "stopped"])
     out = capsys.readouterr().out
     assert code == 0 and record.is_file(), out[-3000:]

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from checks import TEST_PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from checks import TEST_PRESETS, wait_for
 
 from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
-
-from checks import TEST_PRESETS, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESET = TEST_PRESETS / "node_loss_grid25.yaml"

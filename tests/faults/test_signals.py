@@ -10,16 +10,28 @@ from __future__ import annotations
 import shlex
 import signal
 import subprocess
-
 from pathlib import Path
 
 import optuna
 import yaml
-from mlflow import MlflowClient
+from faults_support import (
+    CLI,
+    PRESET,
+    REPO_ROOT,
+    a_trial_reported,
+    interrupt,
+    trial_rows,
+)
 
-from faults_support import CLI, PRESET, REPO_ROOT, a_trial_reported, interrupt, trial_rows
-from pipelines.tracking.tags import TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
-from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
+from mlflow import MlflowClient
+from pipelines.tracking.tags import (
+    TAG_PARENT,
+    TAG_RESUME,
+    TAG_ROLE,
+    TAG_STATUS,
+    TAG_TRIAL_ID,
+)
+from trainables.core.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
 
 
 def one_finished_one_three_reports_in(experiment: Path) -> bool:

@@ -10,10 +10,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlflow import MlflowClient
-
 from checks import TEST_PRESETS
 from faults_support import trial_rows
+
+from mlflow import MlflowClient
 from pipelines.tracking.tags import TAG_PARENT, TAG_TRIAL_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

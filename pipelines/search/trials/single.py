@@ -1,4 +1,4 @@
-"""The trainer as a Ray Tune function trainable: the only module of ``trainables`` that knows Ray.
+"""The trainer as a Ray Tune function trainable: one trial, one trainer.
 
 Every evaluation is reported with a checkpoint directory holding ``checkpoint.pt`` and
 ``samples.png``, so a paused, perturbed (PBT), failed or interrupted trial continues where it
@@ -20,14 +20,15 @@ from typing import Any, Iterator, Mapping
 import torch
 from ray import tune
 
-from trainables.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
-from trainables.config import TrainConfig, config_from_dict
-from trainables.data import DataBundle, resolve_data_root
-from trainables.datasets import load_dataset
+from trainables.core.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
+from trainables.core.config import TrainConfig, config_from_dict
+from trainables.core.report_loop import ReportFiles, run_reports
+from trainables.core.trainer import Trainer
+from trainables.data.datasets import load_dataset
+from trainables.data.loading import resolve_data_root
+from trainables.data.records import DataBundle
 from trainables.errors import UnreadableCheckpoint
-from trainables.objectives import worst_value
-from trainables.report_loop import ReportFiles, run_reports
-from trainables.trainer import Trainer
+from trainables.quality.objectives import worst_value
 
 STRING_METRICS = ("status", "evaluator_hash")
 

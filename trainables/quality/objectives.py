@@ -1,6 +1,6 @@
 """The metrics each kind of dataset reports, which way each is better, and which a search may optimise.
 
-``trainables.datasets`` gives each dataset one of the two catalogues below; every comparison of
+``trainables.data.datasets`` gives each dataset one of the two catalogues below; every comparison of
 metric values in gantune (the search, tracking, promotion, the report) goes through the helpers
 at the end of this module, so "better" is written once.
 

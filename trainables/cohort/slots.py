@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 
-from trainables.config import TrainConfig
-from trainables.losses import LossPair
-from trainables.models import build_discriminator
-
+from trainables.core.config import TrainConfig
+from trainables.core.losses import LossPair
+from trainables.core.models import build_discriminator
 
 # What every slot of a cohort shares: the nets' shapes (and so the stacked weights), the batch,
 # the device and its precision, and the evaluation schedule, whose boundaries are where slots report.

@@ -2,9 +2,9 @@
 
 Every key name here is shared with search spaces, presets, MLflow params and exports, so a
 config can travel between them unchanged. A variant is a point on independent axes, each
-described once by its own specs: the loss (``trainables.losses.LOSSES``), the architecture
-(``trainables.models.ARCHITECTURES``), the optimizer (``trainables.optimizers.OPTIMIZERS``) and
-the dataset (``trainables.datasets.DATASETS``); conditioning and the D:G ratio are plain keys.
+described once by its own specs: the loss (``trainables.core.losses.LOSSES``), the architecture
+(``trainables.core.models.ARCHITECTURES``), the optimizer (``trainables.core.optimizers.OPTIMIZERS``) and
+the dataset (``trainables.data.datasets.DATASETS``); conditioning and the D:G ratio are plain keys.
 This module only reads the specs: which names exist, which keys belong to one loss or one
 optimizer (``clip`` to ``wgan``, ``beta1`` to Adam ...), and the defaults each fills in. Such keys
 default to ``None`` and must stay unset for every other variant, so a search never records a
@@ -13,20 +13,20 @@ hyperparameter that had no effect.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from trainables.datasets import DATASETS
+from trainables.core.losses import LOSSES
+from trainables.core.models import ARCHITECTURES
+from trainables.core.optimizers import OPTIMIZERS
+from trainables.core.precision import MIXED_PRECISIONS
+from trainables.core.train_config import TrainConfig
+from trainables.data.datasets import DATASETS
 from trainables.errors import ConfigError
-from trainables.losses import LOSSES
-from trainables.models import ARCHITECTURES
-from trainables.optimizers import OPTIMIZERS
-from trainables.precision import MIXED_PRECISIONS
 
 # Defaults of the shared keys that a loss may change (see ``LossSpec.defaults``).
 BASE_DEFAULTS = {"optimizer": "adam", "d_steps": 1}
@@ -43,40 +43,6 @@ def _owners(specs: Mapping[str, Any], keys_of) -> dict[str, tuple[str, ...]]:
 
 LOSS_KEYS = _owners(LOSSES, lambda spec: spec.own_keys)
 OPTIMIZER_KEYS = _owners(OPTIMIZERS, lambda spec: spec.options)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    dataset: str = "mnist"
-    data_root: str | None = None
-    arch: str = "dcgan"
-    loss: str = "gan"
-    minimax: bool | None = None
-    conditional: bool = False
-    spectral_norm: bool = False
-    d_steps: int | None = None
-    g_steps: int = 1
-    clip: float | None = None
-    gp_weight: float | None = None
-    label_smoothing: float | None = None
-    optimizer: str | None = None
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float | None = None
-    beta2: float | None = None
-    batch_size: int = 64
-    latent_dim: int = 100
-    width: int | None = None
-    steps: int = 2000
-    eval_every: int = 500
-    eval_samples: int = 10000
-    seed: int = 0
-    device: str = "auto"
-    cuda_graph: bool = True
-    mixed_precision: str = "fp32"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 KEYS = tuple(f.name for f in fields(TrainConfig))

@@ -7,12 +7,11 @@ and the search space read ``OPTIMIZERS`` to know that. Adding an optimizer is on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+from trainables.core.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -23,11 +22,11 @@ class OptimizerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _adam(parameters: Iterable, lr: float, config: "TrainConfig", capturable: bool) -> torch.optim.Optimizer:
+def _adam(parameters: Iterable, lr: float, config: TrainConfig, capturable: bool) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=lr, betas=(config.beta1, config.beta2), capturable=capturable)
 
 
-def _rmsprop(parameters: Iterable, lr: float, config: "TrainConfig", capturable: bool) -> torch.optim.Optimizer:
+def _rmsprop(parameters: Iterable, lr: float, config: TrainConfig, capturable: bool) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(parameters, lr=lr, capturable=capturable)
 
 
@@ -38,6 +37,6 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(config: "TrainConfig", parameters: Iterable, lr: float, capturable: bool) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, parameters: Iterable, lr: float, capturable: bool) -> torch.optim.Optimizer:
     """``capturable`` keeps the optimizer's step counters on the device, as a CUDA graph needs."""
     return OPTIMIZERS[config.optimizer].build(parameters, lr, config, capturable)

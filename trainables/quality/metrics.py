@@ -5,7 +5,7 @@ Fréchet distance subtracts traces of similar size, and float32 loses the small 
 separate a good generator from a perfect one.
 
 A metric a search may optimise must get worse both when samples leave the data (quality) and
-when modes or classes are dropped (coverage); ``trainables/objectives.py`` lists those that do.
+when modes or classes are dropped (coverage); ``trainables/quality/objectives.py`` lists those that do.
 ``js_modes`` is the 2-D objective; ``kl_modes``, ``modes_covered`` and ``high_quality`` each see
 only one of the two failures and are diagnostics.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.data import Mixture
+from trainables.data.records import Mixture
 
 # A class or mode counts as covered when it gets at least this fraction of its uniform share n/K.
 COVERAGE_FRACTION = 0.1

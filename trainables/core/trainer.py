@@ -23,18 +23,20 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
-from trainables.checkpoint import load_checkpoint, save_checkpoint
-from trainables.config import TrainConfig, config_from_dict, resolve_device
-from trainables.data import DataBundle, balanced_labels
-from trainables.cuda_graph import RepeatedStep
-from trainables.datasets import load_dataset
+from trainables.core.checkpoint import load_checkpoint, save_checkpoint
+from trainables.core.config import TrainConfig, config_from_dict, resolve_device
+from trainables.core.cuda_graph import RepeatedStep
+from trainables.core.losses import LOSSES, build_loss
+from trainables.core.models import build_discriminator, build_generator
+from trainables.core.optimizers import build_optimizer
+from trainables.core.pictures import picture_size, write_picture
+from trainables.core.precision import training_autocast
+from trainables.core.schedule import ends_run, steps_to_report
+from trainables.data.datasets import load_dataset
+from trainables.data.loading import balanced_labels
+from trainables.data.records import DataBundle
 from trainables.errors import ConfigError
-from trainables.losses import LOSSES, build_loss
-from trainables.models import build_discriminator, build_generator
-from trainables.optimizers import build_optimizer
-from trainables.pictures import picture_size, write_picture
-from trainables.precision import training_autocast
-from trainables.quality import build_quality
+from trainables.quality.scoring import build_quality
 
 CRITIC_SIGNALS = ("d_loss", "wasserstein", "gp", "d_grad_norm")
 GENERATOR_SIGNALS = ("g_loss", "g_grad_norm")
@@ -156,20 +158,17 @@ class Trainer:
         return bool(torch.stack([t.isfinite().all() for t in tensors]).all())
 
     def reports(self) -> Iterator[dict[str, Any]]:
-        """Train to ``config.steps``, yielding a report every ``eval_every`` steps and at the end.
-
-        Reports fall on multiples of ``eval_every`` whatever step training resumed from, so a
-        resumed run evaluates where the uninterrupted one did. A diverged report ends training.
-        """
+        """Train to ``config.steps``, yielding a report where ``trainables.core.schedule`` puts them;
+        a diverged report ends training."""
         config = self.config
         while self.step < config.steps:
-            interval = min(config.eval_every - self.step % config.eval_every, config.steps - self.step)
+            interval = steps_to_report(self.step, config.eval_every, config.steps)
             started = time.perf_counter()
             self.run_steps(interval)
             signals = self._drain_signals(interval)
             report = self.evaluate(signals, interval / (time.perf_counter() - started))
             yield report
-            if report["status"] == "diverged":
+            if ends_run(report):
                 return
 
     def evaluate(self, signals: Mapping[str, float], steps_per_s: float) -> dict[str, Any]:

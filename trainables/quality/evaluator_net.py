@@ -3,39 +3,21 @@
 Inception features need weights that cannot be fetched offline and describe ImageNet, not
 digits; a LeNet-style net trained here on the dataset itself trains in one to two minutes on two
 CPU cores and gives features (``FEATURE_DIM`` wide) that separate what a generator gets wrong.
-``trainables.evaluator_cache`` trains it once per dataset and keeps it on disk.
+``trainables.quality.evaluator_cache`` trains it once per dataset and keeps it on disk.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from trainables.data import DataBundle
+from trainables.data.records import DataBundle, Recipe
 
 FEATURE_DIM = 128
 # Rows per forward pass when scoring many images: small enough for the activations to stay in
 # cache (500 runs a third faster than 2000 on a CPU), and a bound on memory.
 CHUNK_SIZE = 500
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How an evaluator is trained; every field enters the cache key, so changing one retrains.
-
-    ``architecture`` names the layout of ``EvaluatorNet``: change it together with the class.
-    """
-
-    architecture: str = "lenet-pool-bn-16-32-128"
-    epochs: int = 2
-    batch_size: int = 128
-    peak_lr: float = 3e-3
-    seed: int = 0
 
 
 class EvaluatorNet(nn.Module):
@@ -87,7 +69,7 @@ def accuracy(net: EvaluatorNet, images: torch.Tensor, labels: torch.Tensor) -> f
     return (logits.argmax(dim=1) == labels).double().mean().item()
 
 
-def train_evaluator(bundle: "DataBundle", device: torch.device, recipe: Recipe) -> tuple[EvaluatorNet, float]:
+def train_evaluator(bundle: DataBundle, device: torch.device, recipe: Recipe) -> tuple[EvaluatorNet, float]:
     """Train an evaluator on ``bundle`` from scratch with a seeded recipe; returns the net (eval mode)
     and its test accuracy.
 

@@ -21,9 +21,10 @@ from typing import Iterator
 import torch
 
 from trainables.atomic import write_atomically
-from trainables.data import DataBundle
-from trainables.datasets import DatasetSpec, image_dataset
-from trainables.evaluator_net import EvaluatorNet, Recipe, build_net, train_evaluator
+from trainables.data.datasets import image_dataset
+from trainables.data.loading import load
+from trainables.data.records import DataBundle, DatasetSpec, Recipe
+from trainables.quality.evaluator_net import EvaluatorNet, build_net, train_evaluator
 
 CACHE_DIR_ENV = "GANTUNE_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "gantune"
@@ -45,7 +46,7 @@ class Evaluator:
 
 def _cpu_data(spec: DatasetSpec, data_root: str | None, data: DataBundle | None) -> DataBundle:
     """The dataset as CPU tensors, loaded unless the caller passed it."""
-    return spec.load(data_root) if data is None else data.to(torch.device("cpu"))
+    return load(spec, data_root) if data is None else data.to(torch.device("cpu"))
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from trainables.datasets import DATASETS
-from trainables.losses import LOSSES
-from trainables.spectral import spectral_norm_
-
-if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+from trainables.core.losses import LOSSES
+from trainables.core.spectral import spectral_norm_
+from trainables.core.train_config import TrainConfig
+from trainables.data.datasets import DATASETS
 
 LEAK = 0.2
 
@@ -158,24 +156,24 @@ ARCHITECTURES = {
 }
 
 
-def _num_classes(config: "TrainConfig") -> int | None:
+def _num_classes(config: TrainConfig) -> int | None:
     return DATASETS[config.dataset].num_classes if config.conditional else None
 
 
-def build_generator(config: "TrainConfig") -> Generator:
+def build_generator(config: TrainConfig) -> Generator:
     num_classes = _num_classes(config)
     in_dim = config.latent_dim + (num_classes or 0)
     body = ARCHITECTURES[config.arch].generator_body(in_dim, DATASETS[config.dataset].shape, config.width)
     return Generator(body, num_classes)
 
 
-def critic_may_normalise(config: "TrainConfig") -> bool:
+def critic_may_normalise(config: TrainConfig) -> bool:
     """Whether the loss and spectral norm allow batch norm in D (the architecture may still not use it)."""
     regulariser = LOSSES[config.loss].regulariser
     return not (config.spectral_norm or (regulariser is not None and regulariser.penalty is not None))
 
 
-def build_discriminator(config: "TrainConfig") -> Discriminator:
+def build_discriminator(config: TrainConfig) -> Discriminator:
     """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
     (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
     build_features = ARCHITECTURES[config.arch].discriminator_features

@@ -8,35 +8,15 @@ may optimise. Adding a dataset is one entry in ``DATASETS``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
-
-from trainables.data import DataBundle, Mixture, grid25, load_images, load_mixture, ring8
+from trainables.data.loading import grid25, load, ring8
+from trainables.data.records import DataBundle, DatasetSpec, Mixture, Recipe
 from trainables.errors import ConfigError
-from trainables.evaluator_net import Recipe
-from trainables.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES, MIXTURE_METRICS, MIXTURE_OBJECTIVES
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """An image dataset has a torchvision class and an evaluator recipe; a 2-D one has a mixture."""
-
-    name: str
-    shape: tuple[int, ...]  # one sample's shape: (channels, height, width) or (2,)
-    num_classes: int  # classes of an image dataset, modes of a mixture
-    metrics: Mapping[str, str]  # every metric a run reports -> "min" or "max", the better way
-    objectives: tuple[str, ...]  # the metrics a search may optimise; the first is a preset's default
-    torchvision: str | None = None
-    recipe: Recipe | None = None
-    mixture: Mixture | None = None
-
-    @property
-    def is_image(self) -> bool:
-        return self.mixture is None
-
-    def load(self, data_root: str | None = None) -> DataBundle:
-        """The dataset on the CPU; move it with ``DataBundle.to``."""
-        return load_images(self, data_root) if self.is_image else load_mixture(self)
+from trainables.quality.objectives import (
+    IMAGE_METRICS,
+    IMAGE_OBJECTIVES,
+    MIXTURE_METRICS,
+    MIXTURE_OBJECTIVES,
+)
 
 
 def _image(name: str, torchvision: str, shape: tuple[int, ...], recipe: Recipe) -> DatasetSpec:
@@ -79,4 +59,4 @@ def image_dataset(name: str) -> DatasetSpec:
 
 def load_dataset(name: str, data_root: str | None = None) -> DataBundle:
     """Load a dataset by its config name onto the CPU; move it with ``DataBundle.to``."""
-    return dataset_spec(name).load(data_root)
+    return load(dataset_spec(name), data_root)

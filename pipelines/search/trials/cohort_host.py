@@ -18,75 +18,40 @@ reads), the boundary's best one again at the top (what ``best.json`` points at),
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from ray import tune
 
-from search_spaces.preset_types import Budget, SearchPreset
 from pipelines.search.algorithms import build_pruner, build_sampler
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.cohort import Cohort
-from trainables.cohort_slots import SHAPE_KEYS, SlotReport, cohort_shape
-from trainables.config import config_from_dict
+from pipelines.search.outcome import end_status
+from pipelines.search.trials.cohort_plan import (
+    BEST_SLOT_TRIAL,
+    COHORT_FILE,
+    COHORT_HOST_KEY,
+    COHORT_REPORTS,
+    HOST_ATTR,
+    SHAPE_MISSES_ALLOWED,
+    SLOTS_FOLDER,
+    CohortPlan,
+    slot_trial_id,
+)
+from pipelines.search.trials.single import (
+    checkpoints_newest_first,
+    dataset_for,
+    release_memory,
+    tune_metrics,
+)
+from trainables.cohort.cohort import Cohort
+from trainables.cohort.slots import SHAPE_KEYS, SlotReport, cohort_shape
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
+from trainables.core.config import config_from_dict
+from trainables.core.report_loop import ReportFiles
 from trainables.errors import UnsupportedVersion
-from trainables.objectives import best_of, worst_value
-from trainables.report_loop import ReportFiles
-from trainables.tune_trainable import checkpoints_newest_first, dataset_for, release_memory, tune_metrics
-
-COHORT_HOST_KEY = "cohort_host"  # the one key of a host's Tune config: which share of the trials it runs
-COHORT_REPORTS = "cohort_reports"  # a host's report: the slot-trials' reports at this boundary
-BEST_SLOT_TRIAL = "best_slot_trial"  # and which of them the top-level checkpoint belongs to
-HOST_ATTR = "gantune.cohort_host"  # the Optuna user attribute naming the host a trial ran in
-COHORT_FILE = "cohort.json"
-SLOTS_FOLDER = "slots"
-# Asks in a row whose config cannot join the host's cohort (another critic structure) before the
-# host stops asking; such a trial never runs and is told FAIL.
-SHAPE_MISSES_ALLOWED = 10
-
-
-def is_cohort_host(trial) -> bool:
-    """Whether a Tune trial hosts a cohort (its slot-trials are the search's trials)."""
-    return COHORT_HOST_KEY in (trial.config or {})
-
-
-def hosts_for(budget: Budget) -> int:
-    """How many cohorts a search runs: enough to start every trial at once, at most ``max_concurrent``."""
-    needed = math.ceil(budget.num_samples / budget.cohort)
-    return min(needed, budget.max_concurrent) if budget.max_concurrent else needed
-
-
-@dataclass(frozen=True)
-class CohortPlan:
-    """What every host of a search shares: the preset, the study, and how many hosts split the trials."""
-
-    preset: SearchPreset
-    study_name: str
-    study_url: str
-    hosts: int
-
-    def quota(self, host: int) -> int:
-        """Host ``host``'s share of ``num_samples``: the shares add up to it exactly."""
-        total = self.preset.budget.num_samples
-        return total // self.hosts + (host < total % self.hosts)
-
-
-def slot_trial_id(host_trial_id: str, number: int) -> str:
-    """A slot-trial's id: its host's Tune trial id and its Optuna trial number."""
-    return f"{host_trial_id}_t{number:04d}"
-
-
-def slot_trial_status(frozen, mode: str) -> str | None:
-    """The status tag of a slot-trial as its Optuna trial records it; None while it runs."""
-    state = frozen.state.name
-    if state == "COMPLETE":
-        return "diverged" if frozen.value == worst_value(mode) else "completed"
-    return {"PRUNED": "early_stopped", "FAIL": "interrupted"}.get(state)
+from trainables.quality.objectives import best_of
 
 
 def _reopened(study, number: int):
@@ -169,11 +134,11 @@ class CohortHost:
         trial = self.trials[slot_report.slot]
         if slot_report.ended:
             self.study.tell(trial, value)
-            return "diverged" if slot_report.report["status"] == "diverged" else "completed"
+            return end_status(slot_report.report)
         trial.report(value, slot_report.report["step"])
         if trial.should_prune():
             self.study.tell(trial, state=TrialState.PRUNED)
-            return "early_stopped"
+            return end_status(slot_report.report)
         return None
 
     def _hand_on(self, slot_reports: list[SlotReport]) -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+from trainables.core.train_config import TrainConfig
 
 
 class LossPair(NamedTuple):
@@ -114,7 +113,7 @@ GRADIENT_PENALTY = CriticRegulariser("gp_weight", 10.0, penalty=gradient_penalty
 WEIGHT_CLIPPING = CriticRegulariser("clip", 0.01, constraint=clip_weights_)  # Arjovsky et al. 2017
 
 
-def _gan_options(pair: LossPair, config: "TrainConfig") -> LossPair:
+def _gan_options(pair: LossPair, config: TrainConfig) -> LossPair:
     """The ``gan`` loss's options: the minimax generator, and one-sided label smoothing."""
     if config.minimax:
         pair = pair._replace(generator=gan_generator_minimax)
@@ -132,7 +131,7 @@ class LossSpec:
     options: Mapping[str, Any] = field(default_factory=dict)  # keys only this loss reads -> default
     defaults: Mapping[str, Any] = field(default_factory=dict)  # shared keys it trains with by default
     regulariser: CriticRegulariser | None = None
-    configure: Callable[[LossPair, "TrainConfig"], LossPair] | None = None  # applies ``options``
+    configure: Callable[[LossPair, TrainConfig], LossPair] | None = None  # applies ``options``
 
     @property
     def own_keys(self) -> dict[str, Any]:
@@ -155,7 +154,7 @@ LOSSES = {
 }
 
 
-def build_loss(config: "TrainConfig") -> LossPair:
+def build_loss(config: TrainConfig) -> LossPair:
     """The loss pair of a config, with the loss's options applied."""
     spec = LOSSES[config.loss]
     pair = LossPair(spec.discriminator, spec.generator)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
-if TYPE_CHECKING:
-    from trainables.datasets import DatasetSpec
+from trainables.data.records import DatasetSpec
 
 GRID_ROWS = 8  # an unconditional generator's picture is an 8 x 8 grid
 SCATTER_POINTS = 2000
@@ -51,7 +49,7 @@ def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
     save_image(canvas, str(path))
 
 
-def picture_size(spec: "DatasetSpec", conditional: bool) -> tuple[int, int | None]:
+def picture_size(spec: DatasetSpec, conditional: bool) -> tuple[int, int | None]:
     """How many samples a generator's picture shows and in how many grid rows (None for a scatter).
 
     A conditional generator's grid has a row per class, each row cycling through the classes.
@@ -62,7 +60,7 @@ def picture_size(spec: "DatasetSpec", conditional: bool) -> tuple[int, int | Non
     return rows * rows, rows
 
 
-def write_picture(path: str | Path, samples: Tensor, spec: "DatasetSpec", rows: int | None = None) -> None:
+def write_picture(path: str | Path, samples: Tensor, spec: DatasetSpec, rows: int | None = None) -> None:
     """Samples of ``spec``'s dataset as one picture: a grid of images (``rows`` rows, else as square as
     the count allows), or a scatter over the mixture's mode centres."""
     if spec.is_image:

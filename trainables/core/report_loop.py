@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from trainables.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
-from trainables.trainer import Trainer
+from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
+from trainables.core.trainer import Trainer
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from trainables.data.records import DataBundle, DatasetSpec, Mixture
 from trainables.errors import UsageError
-
-if TYPE_CHECKING:
-    from trainables.datasets import DatasetSpec
 
 DATA_ROOT_ENV = "GANTUNE_DATA_ROOT"
 
@@ -27,23 +23,6 @@ DATA_ROOT_ENV = "GANTUNE_DATA_ROOT"
 RING8_RADIUS, RING8_STD = 2.0, 0.02
 GRID25_SPACING, GRID25_STD = 2.0, 0.05
 MIXTURE_TRAIN_SIZE, MIXTURE_TEST_SIZE = 100_000, 10_000
-
-
-@dataclass(frozen=True)
-class Mixture:
-    """A mixture of isotropic Gaussians with equal weights."""
-
-    centers: torch.Tensor  # (modes, 2)
-    std: float
-
-    @property
-    def num_modes(self) -> int:
-        return self.centers.shape[0]
-
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        modes = torch.randint(0, self.num_modes, (n,), generator=generator)
-        noise = torch.randn(n, 2, generator=generator) * self.std
-        return self.centers[modes] + noise, modes
 
 
 def ring8() -> Mixture:
@@ -58,33 +37,12 @@ def grid25() -> Mixture:
     return Mixture(centers, GRID25_STD)
 
 
-@dataclass
-class DataBundle:
-    """A dataset as tensors: ``train_x``/``test_x`` are float32, ``*_y`` are class or mode indices."""
-
-    spec: "DatasetSpec"
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-
-    def to(self, device: torch.device) -> "DataBundle":
-        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
-        return DataBundle(self.spec, **moved)
-
-    def batch(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch drawn with replacement on the data's device, with no host sync."""
-        index = torch.randint(0, self.train_x.shape[0], (batch_size,), device=self.train_x.device,
-                              generator=generator)
-        return self.train_x[index], self.train_y[index]
-
-
 def resolve_data_root(data_root: str | None) -> Path:
     """``data_root`` from the config, else ``$GANTUNE_DATA_ROOT``, else ``./data``."""
     return Path(data_root or os.environ.get(DATA_ROOT_ENV) or "data")
 
 
-def _torchvision_split(spec: "DatasetSpec", root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _torchvision_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision import datasets
 
     cls = getattr(datasets, spec.torchvision)
@@ -104,18 +62,23 @@ def _torchvision_split(spec: "DatasetSpec", root: Path, train: bool) -> tuple[to
     return images, torch.as_tensor(dataset.targets, dtype=torch.long)
 
 
-def load_images(spec: "DatasetSpec", data_root: str | None) -> DataBundle:
+def load_images(spec: DatasetSpec, data_root: str | None) -> DataBundle:
     """A torchvision dataset's train and test splits, downloaded into the data root when missing."""
     root = resolve_data_root(data_root)
     return DataBundle(spec, *_torchvision_split(spec, root, train=True), *_torchvision_split(spec, root, train=False))
 
 
-def load_mixture(spec: "DatasetSpec", seed: int = 0) -> DataBundle:
+def load_mixture(spec: DatasetSpec, seed: int = 0) -> DataBundle:
     """Fixed train and test draws from the spec's mixture: every run of a 2-D dataset sees the same data."""
     generator = torch.Generator().manual_seed(seed)
     train_x, train_y = spec.mixture.sample(MIXTURE_TRAIN_SIZE, generator)
     test_x, test_y = spec.mixture.sample(MIXTURE_TEST_SIZE, generator)
     return DataBundle(spec, train_x, train_y, test_x, test_y)
+
+
+def load(spec: DatasetSpec, data_root: str | None = None) -> DataBundle:
+    """The dataset on the CPU; move it with ``DataBundle.to``."""
+    return load_images(spec, data_root) if spec.is_image else load_mixture(spec)
 
 
 def balanced_labels(n: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:

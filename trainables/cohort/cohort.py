@@ -26,19 +26,39 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-from trainables.cohort_slots import SHAPE_KEYS, Slot, SlotReport, cohort_shape, stream_of_new_trainer
-from trainables.config import TrainConfig, resolve_device
-from trainables.cuda_graph import RepeatedStep
-from trainables.data import DataBundle
-from trainables.datasets import load_dataset
+from trainables.cohort.slot_optimizers import slot_view
+from trainables.cohort.slots import (
+    SHAPE_KEYS,
+    Slot,
+    SlotReport,
+    cohort_shape,
+    stream_of_new_trainer,
+)
+from trainables.cohort.stacked_net import (
+    SlotGroup,
+    StackedNet,
+    SubStep,
+    slot_grad_norms,
+)
+from trainables.core.config import TrainConfig, resolve_device
+from trainables.core.cuda_graph import RepeatedStep
+from trainables.core.losses import (
+    GRADIENT_PENALTY,
+    LOSSES,
+    WEIGHT_CLIPPING,
+    build_loss,
+    interpolation_weights,
+    slope_penalty,
+)
+from trainables.core.precision import training_autocast
+from trainables.core.report_loop import ReportFiles
+from trainables.core.schedule import ends_run, reports_at, steps_to_report
+from trainables.core.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
+from trainables.data.datasets import load_dataset
+from trainables.data.records import DataBundle
 from trainables.errors import ConfigError
-from trainables.losses import GRADIENT_PENALTY, LOSSES, WEIGHT_CLIPPING, build_loss, interpolation_weights, slope_penalty
-from trainables.precision import training_autocast
-from trainables.quality import build_quality
-from trainables.report_loop import ReportFiles
-from trainables.slot_optimizers import slot_view
-from trainables.stacked_net import SlotGroup, StackedNet, SubStep, slot_grad_norms
-from trainables.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
+from trainables.quality.scoring import build_quality
+
 
 class Cohort:
     """Up to ``slots`` trials whose configs share ``shape``'s ``cohort_shape``, trained in one step.
@@ -260,8 +280,7 @@ class Cohort:
 
     # -------------------------------------------------------------------------- reports
     def _until_next_report(self, slot: Slot) -> int:
-        eval_every = self.shape.eval_every
-        return min(eval_every - slot.step % eval_every, slot.config.steps - slot.step)
+        return steps_to_report(slot.step, self.shape.eval_every, slot.config.steps)
 
     def _drain_signals(self, index: int) -> dict[str, float]:
         """Read and reset slot ``index``'s summed signals, averaged as the single trainer averages them."""
@@ -287,14 +306,14 @@ class Cohort:
         reports = []
         for index in live:
             slot = self.slots[index]
-            if slot.step % self.shape.eval_every and slot.step < slot.config.steps:
+            if not reports_at(slot.step, self.shape.eval_every, slot.config.steps):
                 continue
             steps_per_s = slot.interval_steps / (time.perf_counter() - slot.interval_started)
             trainer = self.trainer(index)
             report = trainer.evaluate(self._drain_signals(index), steps_per_s)
             slot.last_report = dict(trainer.last_report)
             slot.interval_steps, slot.interval_started = 0, time.perf_counter()
-            slot.ended = report["status"] in ("completed", "diverged")
+            slot.ended = ends_run(report)
             reports.append(SlotReport(index, slot.config, report, slot.ended))
         return reports
 

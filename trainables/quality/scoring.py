@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainables import metrics
-from trainables.data import DataBundle, Mixture
-from trainables.evaluator_cache import Evaluator, load_or_train_evaluator
-from trainables.evaluator_net import EvaluatorNet, logits_and_features
+from trainables.data.records import DataBundle, Mixture
+from trainables.quality import metrics
+from trainables.quality.evaluator_cache import Evaluator, load_or_train_evaluator
+from trainables.quality.evaluator_net import EvaluatorNet, logits_and_features
 
 # Test points that define the real manifold of a 2-D mixture: 200 per grid25 mode is dense enough
 # for k-NN radii, and evaluation cost grows with this times the number of samples.
@@ -66,7 +66,9 @@ class ImageQuality(Quality):
     ``coverage``, and ``is``, precision, recall, density and collapse signals as diagnostics."""
 
     def __init__(self, evaluator: Evaluator, test_images: torch.Tensor, num_classes: int) -> None:
-        from torchmetrics.image.kid import KernelInceptionDistance  # seconds to import; 2-D runs skip it
+        from torchmetrics.image.kid import (
+            KernelInceptionDistance,  # seconds to import; 2-D runs skip it
+        )
 
         self.evaluator = evaluator
         self.evaluator_hash = evaluator.evaluator_hash

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from trainables.slot_optimizers import SlotOptimizers
+from trainables.cohort.slot_optimizers import SlotOptimizers
 
 
 @dataclass(frozen=True)
