@@ -12,8 +12,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -70,20 +68,3 @@ def headless_chromium() -> Iterator:
         finally:
             playwright.stop()  # ends the driver and, with it, any browser process still running
             shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait_for_http(url: str, process, log: Path, timeout_s: float = 60.0) -> bytes:
-    """GET ``url`` until it answers 200 (the service started with ``process``); its body."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return answer.read()
-        except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)  # poll interval, not synchronisation: the loop ends on the answer or the deadline

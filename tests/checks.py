@@ -1,11 +1,19 @@
-"""Small checks several test modules share: the one-line error contract, objective margins, test presets."""
+"""What several test modules share: the one-line error contract, objective margins, test presets, the one
+poller, free ports, the MLflow server, and reading Tune's result files."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_PRESETS = Path(__file__).resolve().parent / "presets"
 
 
@@ -21,22 +29,108 @@ def worse_by(value: float, reference: float, mode: str) -> float:
     return value - reference if mode == "min" else reference - value
 
 
-def wait_for(predicate, what: str, process: subprocess.Popen, timeout_s: float = 300.0, log: Path | None = None):
-    """Poll ``predicate`` until it returns something true, which is returned; fail if ``process`` (a search
-    being watched) ends first or the time runs out, with the tail of its ``log`` when there is one."""
+def wait_for(predicate, what: str, process: subprocess.Popen | None = None, timeout_s: float = 300.0,
+             log: Path | None = None):
+    """The suite's one poller: call ``predicate`` until it returns something true, which is returned.
+
+    Fails if ``process`` (the search or server being watched) ends first or the time runs out, with
+    the tail of its ``log`` when there is one."""
     tail = lambda: f":\n{log.read_text()[-3000:]}" if log else ""  # noqa: E731
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = predicate()
         if found:
             return found
-        if process.poll() is not None:
-            raise AssertionError(f"the search ended (exit {process.returncode}) before {what}{tail()}")
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{Path(str(process.args[0])).name} ended (exit {process.returncode}) before "
+                                 f"{what}{tail()}")
         time.sleep(0.25)  # polling files and a server another process writes
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{tail()}")
 
 
-BUNDLED_PRESETS = Path(__file__).resolve().parents[1] / "search_spaces" / "presets"
+def http_body(url: str, data: bytes | None = None, content_type: str = "application/json") -> bytes | None:
+    """The body of a 200 answer to GET (or POST ``data``) at ``url``; None while nothing answers."""
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.read() if answer.status == 200 else None
+    except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
+        return None
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_mlflow_server(data: Path, port: int) -> subprocess.Popen:
+    """``mlflow/serve.sh`` (sqlite + proxied artifacts under ``data``) on ``port``, in a session of its own,
+    answering /health when this returns; stop it with ``stop_process_group``."""
+    log = data / "server.log"
+    with log.open("a") as sink:
+        server = subprocess.Popen(
+            [str(REPO_ROOT / "mlflow" / "serve.sh"), "--data", str(data), "--port", str(port), "--workers", "1"],
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))},
+        )
+    try:  # MLflow imports slowly on a busy host
+        wait_for(lambda: http_body(f"http://127.0.0.1:{port}/health") is not None, "the MLflow server's /health",
+                 server, timeout_s=120, log=log)
+    except BaseException:
+        stop_process_group(server)
+        raise
+    return server
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a process started in its own session and every worker it forked, by its group id."""
+    for sig, grace_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            os.killpg(process.pid, signal.SIGKILL)  # workers still importing ignore SIGTERM
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        return
+
+
+def result_rows(result: Path) -> list[dict]:
+    """The reports in a trial's ``result.json``; a line still being written is left out."""
+    rows = []
+    for line in result.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def read_trials(experiment: Path) -> dict[str, dict]:
+    """The suite's one reader of what Tune wrote: each trial's folder, config and reports, by trial id.
+
+    A trial that has not reported yet is listed by its folder's name, with no reports."""
+    trials = {}
+    for params in experiment.glob("*/params.json"):
+        folder = params.parent
+        rows = result_rows(folder / "result.json") if (folder / "result.json").is_file() else []
+        trial_id = rows[0]["trial_id"] if rows else folder.name
+        trials[trial_id] = {"folder": folder, "config": json.loads(params.read_text()), "rows": rows}
+    return trials
+
+
+def trial_rows(experiment: Path) -> dict[str, list[dict]]:
+    """Each trial's reports by trial id, for the trials that have reported."""
+    return {trial_id: trial["rows"] for trial_id, trial in read_trials(experiment).items() if trial["rows"]}
+
+
+BUNDLED_PRESETS = REPO_ROOT / "search_spaces" / "presets"
 
 
 def bundled_preset(name: str, budget: dict, params: dict, **sections) -> dict:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, free_port, start_mlflow_server, stop_process_group, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,8 +41,15 @@ def mnist(data_root):
 
 @pytest.fixture(scope="session", autouse=True)
 def evaluator_cache(tmp_path_factory) -> Path:
-    """One evaluator cache per test session, so the MNIST evaluator is trained once and never read from ~."""
-    cache = tmp_path_factory.mktemp("evaluator-cache")
+    """One evaluator cache per test run, so the MNIST evaluator is trained once and never read from ~.
+
+    Under pytest-xdist every worker points at the same folder (beside the workers' own temp
+    folders): the cache's lock lets one worker train while the others wait for its file."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    cache = shared / "evaluator-cache"
+    cache.mkdir(exist_ok=True)
     previous = os.environ.get("GANTUNE_CACHE_DIR")
     os.environ["GANTUNE_CACHE_DIR"] = str(cache)
     yield cache
@@ -55,66 +59,15 @@ def evaluator_cache(tmp_path_factory) -> Path:
         os.environ["GANTUNE_CACHE_DIR"] = previous
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
-    """Poll ``/health`` until the server answers; fail with its log if it exits or never answers."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"mlflow server did not answer {url}/health in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop_process_group(process: subprocess.Popen) -> None:
-    """Stop a process started in its own session and every worker it forked, by its group id."""
-    for sig, grace_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace_s)
-            os.killpg(process.pid, signal.SIGKILL)  # workers still importing ignore SIGTERM
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        return
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> str:
     """A real ``mlflow server`` (sqlite + proxied artifacts) on a free loopback port; yields its URI."""
-    data = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = data / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [str(REPO_ROOT / "mlflow" / "serve.sh"), "--data", str(data), "--port", str(port), "--workers", "1"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))},
-        )
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
     try:
-        _wait_until_healthy(url, process, log)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        _stop_process_group(process)
-
-
+        stop_process_group(server)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +95,7 @@ def spawn_service(tmp_path):
     started: list[subprocess.Popen] = []
 
     def spawn(command: list[str], env: dict[str, str]) -> tuple[int, subprocess.Popen, Path]:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"service-{port}.log"
         with log.open("w") as sink:
             process = subprocess.Popen([part.format(port=port) for part in command], stdout=sink,
@@ -152,7 +105,7 @@ def spawn_service(tmp_path):
 
     yield spawn
     for process in started:
-        _stop_process_group(process)
+        stop_process_group(process)
 
 
 @contextmanager
@@ -163,22 +116,16 @@ def _ray_head(env: dict[str, str]):
     log = temp / "ray-start.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={_free_port()}",
+            [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={free_port()}",
              "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
             stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
     address_file = temp / "ray" / "ray_current_cluster"  # written once the head is up
     try:
-        deadline = time.monotonic() + 120
-        while not address_file.is_file():
-            if process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"ray start did not come up in 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_for(address_file.is_file, "the Ray head's address file", process, timeout_s=120, log=log)
         yield address_file.read_text().strip()
     finally:
-        _stop_process_group(process)
+        stop_process_group(process)
 
 
 def _ray_temp() -> Path:

@@ -10,25 +10,17 @@ Search's number flags and preset errors are tabled in ``test_search_cli.py``.
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from checks import TEST_PRESETS, one_error_line
+from checks import TEST_PRESETS, free_port, one_error_line
 
 from pipelines.cli import main
 
 PRESET = str(TEST_PRESETS / "fifo_grid25.yaml")
 GRID = ["dataset=grid25", "arch=mlp"]
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: bound, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -41,7 +33,7 @@ def workspace(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.setenv(proxy, f"http://127.0.0.1:{closed_port()}")
+        monkeypatch.setenv(proxy, f"http://127.0.0.1:{free_port()}")
     for bypass in ("no_proxy", "NO_PROXY"):
         monkeypatch.setenv(bypass, "127.0.0.1,localhost")
     return tmp_path
@@ -67,7 +59,7 @@ def listing(root: Path) -> dict[str, bytes | None]:
 def refused(argv: list[str], capsys, workspace: Path, **values) -> str:
     """Run ``gantune ARGV`` (``{tmp}``, ``{port}`` and ``values`` filled in): exit 2, one line naming the command,
     nothing new or changed in the workspace, Ray not started. Returns the line."""
-    argv = [part.format(tmp=workspace, port=closed_port(), **values) for part in argv]
+    argv = [part.format(tmp=workspace, port=free_port(), **values) for part in argv]
     before = listing(workspace)
     code = main(argv)
     line = one_error_line(capsys)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from checks import bundled_preset
+from checks import bundled_preset, trial_rows
 from images import read_image_grid
 
 from pipelines.cli import main
@@ -80,15 +80,9 @@ def searched(request) -> dict:
     return request.getfixturevalue(f"{request.param}_search")
 
 
-def trial_reports(folder: Path) -> dict[str, list[dict]]:
-    """Each trial's reports, from the result files Tune wrote."""
-    return {params.parent.name: [json.loads(line) for line in (params.parent / "result.json").read_text().splitlines()]
-            for params in (folder / "tune").glob("*/params.json")}
-
-
 def test_the_search_trains_on_the_cpu_and_names_its_best_checkpoint(searched):
     assert "gpus_per_trial" in searched["printed"]  # the preset's 0.25 GPU fell back to the CPU, saying so
-    reports = trial_reports(searched["folder"])
+    reports = trial_rows(searched["folder"] / "tune")
     assert all(rows[-1]["step"] == STEPS and rows[-1]["status"] == "completed" for rows in reports.values()), reports
     best = searched["best"]
     assert (best["metric"], best["mode"]) == ("fd", "min")
@@ -102,7 +96,7 @@ def test_the_search_trains_on_the_cpu_and_names_its_best_checkpoint(searched):
 
 
 def test_a_conditional_search_reports_how_well_samples_follow_their_labels(dcgan_search):
-    rows = next(iter(trial_reports(dcgan_search["folder"]).values()))
+    rows = next(iter(trial_rows(dcgan_search["folder"] / "tune").values()))
     assert all(0 <= row["label_accuracy"] <= 1 for row in rows)
 
 

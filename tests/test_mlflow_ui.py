@@ -17,10 +17,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from browser import headless_chromium, require_chromium, screenshot_dir, wait_for_http
+from browser import headless_chromium, require_chromium, screenshot_dir
+from checks import http_body, wait_for
 
 from pipelines.cli import main
 from pipelines.tracking.tags import PARENT_RUN_FILE, TAG_PARENT, TAG_ROLE
+
+# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
+pytestmark = pytest.mark.xdist_group("tracked_search")
 
 MODEL = "grid25-ui"  # its own registered model, so test_promote's version numbers stay its own
 ALIAS = "champion"
@@ -157,8 +161,9 @@ def test_optuna_dashboard_reports_the_study_and_its_trials(ui, spawn_service):
     port, process, log = spawn_service([dashboard, storage, "--host", "127.0.0.1", "--port", "{port}"],
                                        dict(os.environ))
     base = f"http://127.0.0.1:{port}"
-    studies = json.loads(wait_for_http(f"{base}/api/studies", process, log))["study_summaries"]
+    listed = wait_for(lambda: http_body(f"{base}/api/studies"), "optuna-dashboard's studies", process, 60, log)
+    studies = json.loads(listed)["study_summaries"]
     assert [study["study_name"] for study in studies] == [ui["folder"].name]
-    detail = json.loads(wait_for_http(f"{base}/api/studies/{studies[0]['study_id']}", process, log))
+    detail = json.loads(http_body(f"{base}/api/studies/{studies[0]['study_id']}"))
     assert detail["name"] == ui["folder"].name
     assert len(detail["trials"]) == trials == len(ui["children"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from checks import BUNDLED_PRESETS, bundled_preset
+from checks import BUNDLED_PRESETS, bundled_preset, trial_rows
 
 from pipelines.cli import main
 from trainables.data.datasets import DATASETS
@@ -59,11 +59,10 @@ def test_a_bundled_preset_starts_reports_and_ends_cleanly(name, image_data, tmp_
     assert code == 0, out[-3000:]
     if preset["resources"].get("gpus_per_trial"):
         assert "gpus_per_trial" in out  # no GPU here: the preset's request became 0, saying so
-    results = list((tmp_path / name / "tune").glob("*/result.json"))
-    assert len(results) == 2
-    for result in results:
-        rows = [json.loads(line) for line in result.read_text().splitlines()]
-        assert rows and rows[0]["step"] == EVAL_EVERY, result  # the first report, where it is due
+    trials = trial_rows(tmp_path / name / "tune")
+    assert len(trials) == 2
+    for trial_id, rows in trials.items():
+        assert rows[0]["step"] == EVAL_EVERY, trial_id  # the first report, where it is due
     best = json.loads((tmp_path / name / "best.json").read_text())
     assert best["metric"] == preset["metric"] and Path(best["checkpoint"]).is_file()
     assert any(line.startswith(f"best {preset['metric']} ") and "best.json" in line for line in out.splitlines())

@@ -7,11 +7,10 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from checks import http_body, read_trials, wait_for
 from images import read_scatter
 
 from pipelines.cli import main
@@ -24,6 +23,9 @@ from pipelines.tracking.tags import (
     TAG_TRIAL_ID,
 )
 from trainables.core.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
+pytestmark = pytest.mark.xdist_group("tracked_search")
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked
@@ -112,10 +114,10 @@ def values_at_best_checkpoints(client, parent, folder: Path, metric: str) -> dic
     """Each trial run of the search -> ``metric`` as its best checkpoint (the logged one, at the run's
     best step) recorded it on disk: the trainer's own report, read without MLflow's metric curves."""
     recorded = {}  # (trial id, step) -> the report saved with that checkpoint
-    for checkpoint in folder.glob(f"tune/*/checkpoint_*/{CHECKPOINT_FILE}"):
-        trial_id = json.loads((checkpoint.parents[1] / "result.json").read_text().splitlines()[0])["trial_id"]
-        state = load_checkpoint(checkpoint)
-        recorded[trial_id, state["step"]] = state["metrics"]
+    for trial_id, trial in read_trials(folder / "tune").items():
+        for checkpoint in trial["folder"].glob(f"checkpoint_*/{CHECKPOINT_FILE}"):
+            state = load_checkpoint(checkpoint)
+            recorded[trial_id, state["step"]] = state["metrics"]
     values = {}
     for run in client.search_runs([parent.info.experiment_id], f"tags.`{TAG_PARENT}` = '{parent.info.run_id}'"):
         if TAG_BEST_STEP in run.data.tags:
@@ -254,20 +256,8 @@ def test_mlflow_models_serve_answers_with_samples(promotions, spawn_service, tmp
          "--env-manager", "local", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"], env)
     rows = [[0.1] * latent_dim, [-0.4] * latent_dim]
     body = json.dumps({"dataframe_split": {"columns": [f"z{i}" for i in range(latent_dim)], "data": rows}})
-    predictions = json.loads(_post_when_up(f"http://127.0.0.1:{port}/invocations", body.encode(), server, log))
+    url = f"http://127.0.0.1:{port}/invocations"
+    answer = wait_for(lambda: http_body(url, body.encode()), "an answer from mlflow models serve", server,
+                      timeout_s=120, log=log)
+    predictions = json.loads(answer)
     assert [len(point) for point in predictions["predictions"]] == [2, 2]
-
-
-def _post_when_up(url: str, body: bytes, server: subprocess.Popen, log, timeout_s: float = 120.0) -> str:
-    """POST once the server listens; polls, and fails with the server's log if it dies or never answers."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow models serve exited:\n{log.read_text()[-3000:]}")
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                return answer.read().decode()
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"mlflow models serve did not answer in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")

@@ -28,6 +28,9 @@ from pipelines.report.study import (
 )
 from pipelines.tracking.tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
 
+# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
+pytestmark = pytest.mark.xdist_group("tracked_search")
+
 FIGURES = {"progress.png", "importances.png", "slices.png", "samples.png", "status.png"}
 
 

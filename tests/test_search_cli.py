@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +11,9 @@ import ray
 
 from pipelines.cli import main
 
+from checks import free_port
+
 PRESETS = Path(__file__).resolve().parent / "presets"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: bound, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -70,7 +64,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_started(preset, flags, message
 
 
 def test_unreachable_address_is_refused_before_ray_starts(tmp_path, capsys):
-    address = f"127.0.0.1:{closed_port()}"
+    address = f"127.0.0.1:{free_port()}"
     code = main(["search", "--config", str(PRESETS / "fifo_grid25.yaml"), "--storage", str(tmp_path / "runs"),
                  "--address", address])
     err = capsys.readouterr().err
@@ -211,7 +205,7 @@ def test_address_auto_follows_the_address_the_last_ray_start_recorded(tmp_path, 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray-tmp"))
     (tmp_path / "ray-tmp" / "ray").mkdir(parents=True)
-    recorded = f"127.0.0.1:{closed_port()}"
+    recorded = f"127.0.0.1:{free_port()}"
     (tmp_path / "ray-tmp" / "ray" / "ray_current_cluster").write_text(recorded + "\n")
     code = main(["search", "--config", str(PRESETS / "fifo_grid25.yaml"), "--storage", str(tmp_path / "runs"),
                  "--address", "auto"])

@@ -11,13 +11,12 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, wait_for
 
 from pipelines.cli import main
 from pipelines.tracking.target import PASSWORD_ENV, USERNAME_ENV
@@ -73,11 +72,8 @@ def test_host_0_0_0_0_serves_other_machines(spawn_service, tmp_path):
          "--workers", "1", "--host", "0.0.0.0"],
         {**os.environ, "MLFLOW_BIN": mlflow_bin},
     )
-    deadline = time.monotonic() + 120  # as for the session's server: MLflow imports slowly on a busy host
-    while not _listening_addresses(port):
-        assert server.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"nothing listens on {port}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
+    # As for the session's server: MLflow imports slowly on a busy host.
+    wait_for(lambda: _listening_addresses(port), f"a listener on port {port}", server, timeout_s=120, log=log)
     assert _listening_addresses(port) == {"0.0.0.0"}
     assert _accepts(_outside_address(), port)
 

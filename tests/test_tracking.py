@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, free_port, trial_rows
 
 from pipelines.cli import main
 from pipelines.search.outcome import end_status
@@ -26,16 +26,15 @@ from pipelines.tracking.tags import (
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
+# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
+pytestmark = pytest.mark.xdist_group("tracked_search")
+
 STEPS = 600
 
 
 def tune_trials(folder: Path) -> dict[str, list[dict]]:
     """Each trial's reports, as Tune wrote them."""
-    trials = {}
-    for result in (folder / "tune").glob("*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line]
-        trials[rows[0]["trial_id"]] = rows
-    return trials
+    return trial_rows(folder / "tune")
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +175,7 @@ def test_tracking_target_rules(mlflow_server, tmp_path, monkeypatch):
 
 
 def test_an_unreachable_tracking_server_fails_at_start(tmp_path, capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     code = main(["search", "--config", "grid25", "--storage", str(tmp_path), "--name", "s", "--tracking-uri", closed])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()

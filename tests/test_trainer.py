@@ -231,7 +231,9 @@ def one_cpu_thread():
 
 
 def test_wgan_gp_covers_at_least_20_of_the_25_grid_modes(one_cpu_thread):
-    reports = run_to_end(Trainer(load_config("configs/grid25_wgan_gp.yaml", ["device=cpu"])))
+    """The shipped config's claim, cut to the 4000 steps it needs: measured 2, 5, 14 and 20 modes at
+    each thousand steps (seed 0, one thread; 20 again at its full 5000)."""
+    reports = run_to_end(Trainer(load_config("configs/grid25_wgan_gp.yaml", ["device=cpu", "steps=4000"])))
     assert reports[-1]["status"] == "completed"
     assert reports[-1]["modes_covered"] >= 20, [r["modes_covered"] for r in reports]
     assert reports[0]["modes_covered"] < reports[-1]["modes_covered"]

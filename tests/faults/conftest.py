@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,12 @@ from typing import Iterator
 
 import pytest
 
+from checks import free_port
+
 RAY = str(Path(sys.executable).with_name("ray"))
 NODE_START_S = 180  # one node up and registered, under a loaded CI machine
 NODE_START_ATTEMPTS = 3  # `ray start` gives up after a fixed 15-30 s when the host is busy; try again
 KILL_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _session_members(leader: int) -> list[int]:

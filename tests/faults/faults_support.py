@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,21 +9,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, trial_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESET = TEST_PRESETS / "interrupted_grid25.yaml"
 CLI = [sys.executable, "-m", "pipelines.cli"]
-
-
-def trial_rows(experiment: Path) -> dict[str, list[dict]]:
-    """Every trial's reports, from Tune's ``result.json`` files, by trial id."""
-    trials = {}
-    for result in experiment.glob("*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line]
-        if rows:
-            trials[rows[0]["trial_id"]] = rows
-    return trials
 
 
 def one_finished_one_checkpointed(experiment: Path) -> bool:

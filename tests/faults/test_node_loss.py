@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from checks import TEST_PRESETS, wait_for
+from checks import TEST_PRESETS, read_trials, wait_for
 
 from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
 
@@ -30,26 +30,6 @@ PRESET = TEST_PRESETS / "node_loss_grid25.yaml"
 NAME = "node-loss"
 VICTIM_S = 300  # a worker trial with a checkpoint appears well before this
 SEARCH_S = 480  # the whole search, node loss and restore included
-
-
-def read_rows(result: Path) -> list[dict]:
-    """The reports in a trial's result.json; a line still being written is left out."""
-    rows = []
-    for line in result.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
-
-
-def read_trials(experiment: Path) -> dict[str, dict]:
-    trials = {}
-    for result in experiment.glob("*/result.json"):
-        rows = read_rows(result)
-        if rows:
-            trials[rows[0]["trial_id"]] = {"folder": result.parent, "rows": rows}
-    return trials
 
 
 def final_statuses(experiment: Path) -> dict[str, dict]:
@@ -80,9 +60,9 @@ def find_victim(cluster, experiment: Path, max_steps: int, every: int) -> Victim
     instant the node dies; the last row's own checkpoint may or may not be in yet."""
     for trial_id, trial in read_trials(experiment).items():
         rows = trial["rows"]
-        last = rows[-1]
-        if len(rows) < 2 or last["status"] != "running" or last["step"] > max_steps - 2 * every:
+        if len(rows) < 2 or rows[-1]["status"] != "running" or rows[-1]["step"] > max_steps - 2 * every:
             continue
+        last = rows[-1]
         node = cluster.node_of(last["pid"])
         if node in cluster.workers:
             return Victim(trial_id, last["pid"], node, last["step"])

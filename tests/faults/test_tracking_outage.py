@@ -6,11 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, free_port, start_mlflow_server, stop_process_group
 from faults_support import trial_rows
 
 from mlflow import MlflowClient
@@ -20,46 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CURVES = ("js_modes", "d_loss", "g_loss", "coverage")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(data: Path, port: int) -> subprocess.Popen:
-    """``mlflow/serve.sh`` on ``port`` with its store in ``data``, answering /health when this returns."""
-    log = (data / "server.log").open("a")
-    server = subprocess.Popen(
-        [str(REPO_ROOT / "mlflow" / "serve.sh"), "--data", str(data), "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_BIN": str(Path(sys.executable).with_name("mlflow"))},
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (data / "server.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return server
-        except OSError:
-            time.sleep(0.2)  # polling a starting server
-    raise AssertionError("mlflow server did not start")
-
-
-def kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
 def test_a_restarted_server_gets_every_point_and_every_run_ends(tmp_path):
     data, port = tmp_path / "mlflow", free_port()
     data.mkdir()
     uri = f"http://127.0.0.1:{port}"
-    server = start_server(data, port)
+    server = start_mlflow_server(data, port)
     driver = subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "search", "--config", str(TEST_PRESETS / "interrupted_grid25.yaml"),
          "--storage", str(tmp_path), "--name", "outage", "--tracking-uri", uri],
@@ -73,13 +36,14 @@ def test_a_restarted_server_gets_every_point_and_every_run_ends(tmp_path):
             output.append(line)
             if sum(map(len, trial_rows(experiment).values())) >= 2:
                 break
-        kill_group(server)
+        os.killpg(server.pid, signal.SIGKILL)  # the server dies without a word to its clients
+        server.wait()
         reported_while_down = sum(map(len, trial_rows(experiment).values()))
         for line in lines:  # until the trials have reported more while the server is down
             output.append(line)
             if sum(map(len, trial_rows(experiment).values())) >= reported_while_down + 4:
                 break
-        server = start_server(data, port)
+        server = start_mlflow_server(data, port)
         output += list(lines)
         assert driver.wait(timeout=600) == 0, "".join(output)[-3000:]
         text = "".join(output)
@@ -88,7 +52,7 @@ def test_a_restarted_server_gets_every_point_and_every_run_ends(tmp_path):
     finally:
         for process in (driver, server):
             if process.poll() is None:
-                kill_group(process)
+                stop_process_group(process)
 
 
 def assert_every_point_logged(uri: str, experiment: Path) -> None:
