@@ -41,15 +41,8 @@ def mnist(data_root):
 
 @pytest.fixture(scope="session", autouse=True)
 def evaluator_cache(tmp_path_factory) -> Path:
-    """One evaluator cache per test run, so the MNIST evaluator is trained once and never read from ~.
-
-    Under pytest-xdist every worker points at the same folder (beside the workers' own temp
-    folders): the cache's lock lets one worker train while the others wait for its file."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
-    cache = shared / "evaluator-cache"
-    cache.mkdir(exist_ok=True)
+    """One evaluator cache per test session, so the MNIST evaluator is trained once and never read from ~."""
+    cache = tmp_path_factory.mktemp("evaluator-cache")
     previous = os.environ.get("GANTUNE_CACHE_DIR")
     os.environ["GANTUNE_CACHE_DIR"] = str(cache)
     yield cache

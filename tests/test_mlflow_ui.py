@@ -23,8 +23,6 @@ from checks import http_body, wait_for
 from pipelines.cli import main
 from pipelines.tracking.tags import PARENT_RUN_FILE, TAG_PARENT, TAG_ROLE
 
-# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
-pytestmark = pytest.mark.xdist_group("tracked_search")
 
 MODEL = "grid25-ui"  # its own registered model, so test_promote's version numbers stay its own
 ALIAS = "champion"

@@ -18,8 +18,12 @@ from checks import BUNDLED_PRESETS, bundled_preset, trial_rows
 from pipelines.cli import main
 from trainables.data.datasets import DATASETS
 
-EVAL_EVERY = 50
-NAMES = sorted(path.stem for path in BUNDLED_PRESETS.glob("*.yaml"))
+EVAL_EVERY = 25
+BUNDLED = {path.stem for path in BUNDLED_PRESETS.glob("*.yaml")}
+# Run shrunk by tests/test_image_search.py (its conditional DCGAN search), on through every command
+# that follows a search.
+ON_THE_IMAGE_PATH = {"mnist"}
+NAMES = sorted(BUNDLED - ON_THE_IMAGE_PATH)
 # Test-sized nets: the architecture's width shrunk, the rest of the preset untouched.
 WIDTHS = {"mlp": 32, "dcgan": 8}
 
@@ -33,7 +37,7 @@ def shrunk(name: str) -> dict:
     if scheduler["name"] == "pbt":
         scheduler["perturbation_interval"] = EVAL_EVERY
     arch = shipped["params"].get("arch", "dcgan" if DATASETS[shipped["dataset"]].is_image else "mlp")
-    params = {"eval_every": EVAL_EVERY, "eval_samples": 200, "batch_size": 32}
+    params = {"eval_every": EVAL_EVERY, "eval_samples": 100, "batch_size": 16}
     if isinstance(arch, str):
         params["width"] = WIDTHS[arch]
     return bundled_preset(name, {"num_samples": 2, "max_steps": 2 * EVAL_EVERY, "max_concurrent": 2}, params,
@@ -66,3 +70,7 @@ def test_a_bundled_preset_starts_reports_and_ends_cleanly(name, image_data, tmp_
     best = json.loads((tmp_path / name / "best.json").read_text())
     assert best["metric"] == preset["metric"] and Path(best["checkpoint"]).is_file()
     assert any(line.startswith(f"best {preset['metric']} ") and "best.json" in line for line in out.splitlines())
+
+
+def test_every_bundled_preset_is_run_by_a_test():
+    assert ON_THE_IMAGE_PATH <= BUNDLED and set(NAMES) | ON_THE_IMAGE_PATH == BUNDLED

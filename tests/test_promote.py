@@ -24,8 +24,6 @@ from pipelines.tracking.tags import (
 )
 from trainables.core.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
-# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
-pytestmark = pytest.mark.xdist_group("tracked_search")
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked

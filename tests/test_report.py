@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,6 @@ from pipelines.report.study import (
     typed_values,
 )
 from pipelines.tracking.tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
-
-# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
-pytestmark = pytest.mark.xdist_group("tracked_search")
 
 FIGURES = {"progress.png", "importances.png", "slices.png", "samples.png", "status.png"}
 
@@ -168,7 +166,7 @@ def test_every_figure_draws_the_searchs_data(reported):
     from matplotlib.colors import to_rgb
     from matplotlib.image import imread
 
-    from pipelines.report.figures import STATUS_COLOURS
+    from pipelines.report.figures import STATUS_COLOURS, draw_progress
 
     figures = {name: imread(reported["out"] / name) for name in FIGURES}
     for name, picture in figures.items():
@@ -178,11 +176,15 @@ def test_every_figure_draws_the_searchs_data(reported):
     for row in status_rows(search.trials):
         if row.count:
             assert pixels_of(figures["status.png"], to_rgb(STATUS_COLOURS[row.status])) > 200, row.status
-    # A best-so-far line per loss (matplotlib's colour cycle, in the curves' order) across both panels,
-    # far more of its colour than the legend's short sample of it.
-    losses = [curve for curve in progress_curves(search.trials, search.mode) if curve.label != ALL_TRIALS]
+    # Each loss's best-so-far marks (matplotlib's colour cycle, in the curves' order): more of its colour
+    # than the same figure drawn with every value taken out, which holds the legend's sample alone.
+    curves = progress_curves(search.trials, search.mode)
+    blank = imread(draw_progress([replace(curve, best=[None] * len(curve.best)) for curve in curves],
+                                 search.metric, search.mode, reported["out"].parent / "blank.png"))
+    losses = [curve for curve in curves if curve.label != ALL_TRIALS]
     for index, curve in enumerate(losses):
-        assert pixels_of(figures["progress.png"], to_rgb(f"C{index}")) > 300, curve.label
+        colour = to_rgb(f"C{index}")
+        assert pixels_of(figures["progress.png"], colour) > pixels_of(blank, colour), curve.label
     # Importance bars, the trials' points against each param, and the samples (red mode centres).
     for name in ("importances.png", "slices.png", "samples.png"):
         assert pixels_of(figures[name]) > 100, name

@@ -26,8 +26,6 @@ from pipelines.tracking.tags import (
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
-# The readers of the session's tracked search run on one pytest-xdist worker, which makes it once.
-pytestmark = pytest.mark.xdist_group("tracked_search")
 
 STEPS = 600
 
