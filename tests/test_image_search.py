@@ -29,8 +29,8 @@ from trainables.export_reader import CONFIG_FILE, load_exported
 
 REPORT_FILES = {"report.html", sections.PROGRESS_FILE, sections.STATUS_FILE, sections.IMPORTANCES_FILE,
                 sections.SLICES_FILE, sections.SAMPLES_FILE}
-STEPS, EVAL_EVERY = 200, 100
-TEST_SIZED = {"eval_every": EVAL_EVERY, "eval_samples": 500, "batch_size": 64}
+STEPS, EVAL_EVERY = 100, 50
+TEST_SIZED = {"eval_every": EVAL_EVERY, "eval_samples": 300, "batch_size": 64}
 MNIST_FLOOR = bundled_preset("mnist", {}, {})["floor"]
 
 
@@ -136,7 +136,7 @@ def promoted(searched) -> dict:
 
 def test_promote_holds_the_image_search_to_the_presets_floor(promoted):
     best_fd = promoted["best"]["value"]
-    assert best_fd > MNIST_FLOOR["fd"]  # two hundred steps do not draw digits
+    assert best_fd > MNIST_FLOOR["fd"]  # a hundred steps do not draw digits
     assert promoted["refused"] == 2 and len(promoted["refusal"]) == 1, promoted["refusal"]
     assert f"floor {MNIST_FLOOR['fd']:g}" in promoted["refusal"][0] and "--force" in promoted["refusal"][0]
     assert promoted["registered_when_refused"] == []
