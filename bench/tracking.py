@@ -16,11 +16,7 @@ from pathlib import Path
 
 from pipelines.search.folder import SearchFolder
 from pipelines.search.runner import SearchRun, run_search
-from pipelines.tracking.target import (
-    TrackingTarget,
-    credentials_to_env,
-    embedded_target,
-)
+from pipelines.tracking.target import TrackingTarget, credentials_to_env, embedded_target
 from search_spaces.preset import load_preset, with_overrides
 
 

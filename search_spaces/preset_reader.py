@@ -10,20 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from search_spaces.preset_types import (
-    PBT_DEFAULT_MUTATIONS,
-    Budget,
-    Resources,
-    Scheduler,
-    SearchPreset,
-)
+from search_spaces.preset_types import PBT_DEFAULT_MUTATIONS, Budget, Resources, Scheduler, SearchPreset
 from search_spaces.space import Choice, Param, Pinned, Range, full_space
-from trainables.core.config import (
-    LOSS_KEYS,
-    OPTIMIZER_KEYS,
-    TrainConfig,
-    config_from_dict,
-)
+from trainables.core.config import LOSS_KEYS, OPTIMIZER_KEYS, TrainConfig, config_from_dict
 from trainables.core.models import ARCHITECTURES
 from trainables.data.datasets import DATASETS
 from trainables.errors import ConfigError

@@ -16,13 +16,7 @@ from pipelines.cli import main
 from trainables.core.checkpoint import load_checkpoint, save_checkpoint
 from trainables.core.config import config_from_dict
 from trainables.core.models import build_discriminator, build_generator
-from trainables.export_reader import (
-    CARD_FILE,
-    CONFIG_FILE,
-    PROGRAM_FILE,
-    SAMPLES_FILE,
-    WEIGHTS_FILE,
-)
+from trainables.export_reader import CARD_FILE, CONFIG_FILE, PROGRAM_FILE, SAMPLES_FILE, WEIGHTS_FILE
 
 EXPORT_FILES = {PROGRAM_FILE, WEIGHTS_FILE, CONFIG_FILE, SAMPLES_FILE, CARD_FILE}
 

@@ -23,7 +23,6 @@ from checks import http_body, wait_for
 from pipelines.cli import main
 from pipelines.tracking.tags import PARENT_RUN_FILE, TAG_PARENT, TAG_ROLE
 
-
 MODEL = "grid25-ui"  # its own registered model, so test_promote's version numbers stay its own
 ALIAS = "champion"
 ML_VIEW = "workflowType=machine_learning"  # the sidebar's "Model training" switch, as a URL parameter

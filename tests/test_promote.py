@@ -15,15 +15,8 @@ from images import read_scatter
 
 from pipelines.cli import main
 from pipelines.registry.promote import decide
-from pipelines.tracking.tags import (
-    TAG_BEST_STEP,
-    TAG_PARENT,
-    TAG_ROLE,
-    TAG_SEARCH,
-    TAG_TRIAL_ID,
-)
+from pipelines.tracking.tags import TAG_BEST_STEP, TAG_PARENT, TAG_ROLE, TAG_SEARCH, TAG_TRIAL_ID
 from trainables.core.checkpoint import CHECKPOINT_FILE, load_checkpoint
-
 
 # A generator rate so fast against a frozen critic that every sample leaves the grid within ten
 # steps: js_modes takes its maximum, log 2, so this search is surely no better than the tracked

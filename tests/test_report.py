@@ -12,21 +12,9 @@ import pytest
 from checks import one_error_line
 
 from pipelines.cli import main
-from pipelines.report.stats import (
-    ALL_TRIALS,
-    best_so_far,
-    progress_curves,
-    ranked,
-    saved_seconds,
-    status_rows,
-)
+from pipelines.report.stats import ALL_TRIALS, best_so_far, progress_curves, ranked, saved_seconds, status_rows
 from pipelines.report.store import TrialRecord, read_search
-from pipelines.report.study import (
-    importances,
-    infer_distribution,
-    rebuild_study,
-    typed_values,
-)
+from pipelines.report.study import importances, infer_distribution, rebuild_study, typed_values
 from pipelines.tracking.tags import TAG_PARENT, TAG_ROLE, TAG_SEARCH
 
 FIGURES = {"progress.png", "importances.png", "slices.png", "samples.png", "status.png"}

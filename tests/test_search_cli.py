@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import ray
+from checks import free_port
 
 from pipelines.cli import main
-
-from checks import free_port
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 

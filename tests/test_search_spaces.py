@@ -6,12 +6,7 @@ import optuna
 import pytest
 import yaml
 
-from search_spaces.preset import (
-    PRESETS_DIR,
-    load_preset,
-    preset_from_dict,
-    with_overrides,
-)
+from search_spaces.preset import PRESETS_DIR, load_preset, preset_from_dict, with_overrides
 from search_spaces.space import Choice, DefineByRun, Pinned, Range, full_space
 from trainables.core.config import ConfigError, config_from_dict
 

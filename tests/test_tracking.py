@@ -26,7 +26,6 @@ from pipelines.tracking.tags import (
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
-
 STEPS = 600
 
 

@@ -17,11 +17,7 @@ from ray import tune
 
 from pipelines.cli import main
 from pipelines.search import optuna_searcher
-from pipelines.search.optuna_searcher import (
-    RELIED_ON,
-    ResumableOptunaSearch,
-    check_resumable,
-)
+from pipelines.search.optuna_searcher import RELIED_ON, ResumableOptunaSearch, check_resumable
 from pipelines.search.progress import SearchProgress
 from trainables.errors import UnsupportedVersion
 from trainables.quality.objectives import WORST_VALUE

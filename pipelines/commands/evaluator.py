@@ -24,11 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from trainables.core.config import resolve_device
     from trainables.data.datasets import image_dataset
     from trainables.data.loading import DATA_ROOT_ENV, load, resolve_data_root
-    from trainables.quality.evaluator_cache import (
-        CACHE_DIR_ENV,
-        load_or_train_evaluator,
-        resolve_cache_dir,
-    )
+    from trainables.quality.evaluator_cache import CACHE_DIR_ENV, load_or_train_evaluator, resolve_cache_dir
 
     spec = image_dataset(args.dataset)
     device = resolve_device(args.device)

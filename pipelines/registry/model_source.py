@@ -18,12 +18,7 @@ from pipelines.tracking.tags import CHECKPOINT_ARTIFACTS, TAG_BEST_RUN, lineage_
 from trainables.core.checkpoint import CHECKPOINT_FILE
 from trainables.core.config import config_from_dict
 from trainables.errors import UsageError
-from trainables.export_reader import (
-    ExportedGenerator,
-    load_exported,
-    load_weights,
-    read_export_config,
-)
+from trainables.export_reader import ExportedGenerator, load_exported, load_weights, read_export_config
 
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 

@@ -42,11 +42,7 @@ def typed_values(texts: Sequence[str]) -> list[Any]:
 
 def infer_distribution(values: Sequence[Any]):
     """An Optuna distribution covering ``values`` (as ``typed_values`` returns them)."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         low, high = min(values), max(values)

@@ -77,11 +77,7 @@ def _mutation(param: Param):
 
 
 def build_scheduler(preset: SearchPreset):
-    from ray.tune.schedulers import (
-        ASHAScheduler,
-        FIFOScheduler,
-        PopulationBasedTraining,
-    )
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     scheduler = preset.scheduler
     first_report = min(preset.eval_every, preset.budget.max_steps)

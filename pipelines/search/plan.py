@@ -94,12 +94,7 @@ def _resumed_preset(args, folder, flags: dict[str, Any]):
 def plan(args):
     """Check every flag and the preset, and say what will run; raises UsageError, starts nothing."""
     from pipelines.search.cluster_address import check_address
-    from pipelines.search.folder import (
-        SearchFolder,
-        check_name,
-        is_uri,
-        resolve_storage,
-    )
+    from pipelines.search.folder import SearchFolder, check_name, is_uri, resolve_storage
     from pipelines.search.runner import SearchRun
     from pipelines.tracking.target import resolve_tracking
     from search_spaces.preset import load_preset, with_overrides
@@ -128,9 +123,7 @@ def plan(args):
     tracking = resolve_tracking(args.tracking_uri, args.experiment, folder.name, folder.path, folder.is_local,
                                 address, args.shared_storage)
     study_url = check_study_url(args.optuna_storage) if args.optuna_storage else folder.default_study_url()
-    from pipelines.search.optuna_searcher import (
-        check_resumable,  # loads Ray: only once every flag is valid
-    )
+    from pipelines.search.optuna_searcher import check_resumable  # loads Ray: only once every flag is valid
     check_resumable()
     return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking,
                      resume_command=resume_command(args, folder), gpus_typed=flags["gpus_per_trial"] is not None)

@@ -22,26 +22,12 @@ from ray import tune
 from pipelines.search.folder import SearchFolder
 from pipelines.search.outcome import end_status
 from pipelines.search.stop_signals import stopped_by
-from pipelines.search.trials.cohort_plan import (
-    COHORT_REPORTS,
-    SLOTS_FOLDER,
-    is_cohort_host,
-)
+from pipelines.search.trials.cohort_plan import COHORT_REPORTS, SLOTS_FOLDER, is_cohort_host
 from pipelines.timed_step import announced
 from pipelines.tracking.outbox import Outbox, fail_fast_requests
-from pipelines.tracking.parent_run import (
-    experiment_id,
-    new_parent,
-    reopen,
-    resumed_parent,
-)
+from pipelines.tracking.parent_run import experiment_id, new_parent, reopen, resumed_parent
 from pipelines.tracking.run_values import curve_names, report_metrics
-from pipelines.tracking.search_end import (
-    close_leftovers,
-    close_run,
-    end_interrupted,
-    settled_slot_trials,
-)
+from pipelines.tracking.search_end import close_leftovers, close_run, end_interrupted, settled_slot_trials
 from pipelines.tracking.summary import log_best_model, summarise_search
 from pipelines.tracking.tags import (
     CHECKPOINT_ARTIFACTS,

@@ -16,12 +16,7 @@ from urllib.parse import urlsplit
 
 from pipelines.output_folder import check_sqlite_target, is_sqlite_database
 from pipelines.tracking.tags import TAG_ROLE
-from pipelines.tracking.target import (
-    TRACKING_ENV,
-    check_reachable,
-    credentials_to_env,
-    redacted,
-)
+from pipelines.tracking.target import TRACKING_ENV, check_reachable, credentials_to_env, redacted
 from trainables.errors import UsageError
 
 T = TypeVar("T")

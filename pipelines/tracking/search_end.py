@@ -7,12 +7,7 @@ from typing import Callable
 
 from pipelines.search.outcome import RUN_STATUS, end_status
 from pipelines.search.trials.cohort_plan import slot_trial_status
-from pipelines.tracking.tags import (
-    TAG_OPTUNA_TRIAL,
-    TAG_RESUME,
-    TAG_STATUS,
-    TAG_TRIAL_ID,
-)
+from pipelines.tracking.tags import TAG_OPTUNA_TRIAL, TAG_RESUME, TAG_STATUS, TAG_TRIAL_ID
 
 
 def close_run(client, run_id: str, status: str, extra_tags: dict[str, str] | None = None) -> None:

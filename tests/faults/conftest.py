@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from checks import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))

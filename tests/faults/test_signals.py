@@ -14,23 +14,10 @@ from pathlib import Path
 
 import optuna
 import yaml
-from faults_support import (
-    CLI,
-    PRESET,
-    REPO_ROOT,
-    a_trial_reported,
-    interrupt,
-    trial_rows,
-)
+from faults_support import CLI, PRESET, REPO_ROOT, a_trial_reported, interrupt, trial_rows
 
 from mlflow import MlflowClient
-from pipelines.tracking.tags import (
-    TAG_PARENT,
-    TAG_RESUME,
-    TAG_ROLE,
-    TAG_STATUS,
-    TAG_TRIAL_ID,
-)
+from pipelines.tracking.tags import TAG_PARENT, TAG_RESUME, TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
 from trainables.core.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE, load_checkpoint
 
 

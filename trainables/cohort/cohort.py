@@ -27,19 +27,8 @@ import torch
 from torch import Tensor
 
 from trainables.cohort.slot_optimizers import slot_view
-from trainables.cohort.slots import (
-    SHAPE_KEYS,
-    Slot,
-    SlotReport,
-    cohort_shape,
-    stream_of_new_trainer,
-)
-from trainables.cohort.stacked_net import (
-    SlotGroup,
-    StackedNet,
-    SubStep,
-    slot_grad_norms,
-)
+from trainables.cohort.slots import SHAPE_KEYS, Slot, SlotReport, cohort_shape, stream_of_new_trainer
+from trainables.cohort.stacked_net import SlotGroup, StackedNet, SubStep, slot_grad_norms
 from trainables.core.config import TrainConfig, resolve_device
 from trainables.core.cuda_graph import RepeatedStep
 from trainables.core.losses import (

@@ -11,12 +11,7 @@ from __future__ import annotations
 from trainables.data.loading import grid25, load, ring8
 from trainables.data.records import DataBundle, DatasetSpec, Mixture, Recipe
 from trainables.errors import ConfigError
-from trainables.quality.objectives import (
-    IMAGE_METRICS,
-    IMAGE_OBJECTIVES,
-    MIXTURE_METRICS,
-    MIXTURE_OBJECTIVES,
-)
+from trainables.quality.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES, MIXTURE_METRICS, MIXTURE_OBJECTIVES
 
 
 def _image(name: str, torchvision: str, shape: tuple[int, ...], recipe: Recipe) -> DatasetSpec:

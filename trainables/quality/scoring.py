@@ -66,9 +66,7 @@ class ImageQuality(Quality):
     ``coverage``, and ``is``, precision, recall, density and collapse signals as diagnostics."""
 
     def __init__(self, evaluator: Evaluator, test_images: torch.Tensor, num_classes: int) -> None:
-        from torchmetrics.image.kid import (
-            KernelInceptionDistance,  # seconds to import; 2-D runs skip it
-        )
+        from torchmetrics.image.kid import KernelInceptionDistance  # seconds to import; 2-D runs skip it
 
         self.evaluator = evaluator
         self.evaluator_hash = evaluator.evaluator_hash

@@ -39,12 +39,7 @@ from pipelines.search.trials.cohort_plan import (
     CohortPlan,
     slot_trial_id,
 )
-from pipelines.search.trials.single import (
-    checkpoints_newest_first,
-    dataset_for,
-    release_memory,
-    tune_metrics,
-)
+from pipelines.search.trials.single import checkpoints_newest_first, dataset_for, release_memory, tune_metrics
 from trainables.cohort.cohort import Cohort
 from trainables.cohort.slots import SHAPE_KEYS, SlotReport, cohort_shape
 from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
