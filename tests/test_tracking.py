@@ -90,6 +90,7 @@ def test_statuses_follow_how_each_trial_ended(logged):
         ({"step": 600, "status": "completed", "diverged": False}, False, "completed"),
         ({"step": 200, "status": "running", "diverged": False}, False, "early_stopped"),
         ({"step": 250, "status": "diverged", "diverged": True}, False, "diverged"),
+        ({"step": 250, "status": "diverged"}, False, "diverged"),  # the trainer's own report, as a slot-trial's
         ({"step": 200, "status": "running", "diverged": False}, True, "errored"),
         ({}, True, "errored"),  # failed before its first report
     ],

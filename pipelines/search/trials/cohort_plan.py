@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pipelines.search.outcome import end_status
+from pipelines.search.outcome import STATUS_TAG
 from search_spaces.preset_types import Budget, SearchPreset
 from trainables.quality.objectives import worst_value
 
@@ -64,7 +64,7 @@ def slot_trial_status(frozen, mode: str) -> str | None:
     was lost with its host (``interrupted``: it ran, but never ended)."""
     state = frozen.state.name
     if state == "COMPLETE":
-        return end_status({"status": "completed", "diverged": frozen.value == worst_value(mode)})
+        return STATUS_TAG["diverged" if frozen.value == worst_value(mode) else "finished"]
     if state == "PRUNED":
-        return end_status({"status": "running"})
+        return STATUS_TAG["stopped"]
     return "interrupted" if state == "FAIL" else None
