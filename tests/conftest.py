@@ -31,6 +31,15 @@ def data_root(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def data_root_exported(data_root):
+    """``$GANTUNE_DATA_ROOT`` set to the data root, as a user exports it for an image search (the trials
+    read it as well as the driver); restored after the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GANTUNE_DATA_ROOT", str(data_root))
+        yield data_root
+
+
 @pytest.fixture(scope="session")
 def mnist(data_root):
     """MNIST as CPU tensors, loaded once for every test that needs it."""

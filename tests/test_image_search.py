@@ -34,14 +34,6 @@ TEST_SIZED = {"eval_every": EVAL_EVERY, "eval_samples": 300, "batch_size": 64}
 MNIST_FLOOR = bundled_preset("mnist", {}, {})["floor"]
 
 
-@pytest.fixture(scope="module")
-def image_env(data_root):
-    """The data root a user exports for image searches (trials read it as well as the driver)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GANTUNE_DATA_ROOT", str(data_root))
-        yield data_root
-
-
 def run_search(folder: Path, name: str, preset: dict, tracking_uri: str) -> dict:
     """``gantune search`` on ``preset`` written as a user's YAML file; what it printed and left behind."""
     config = folder / f"{name}.yaml"
@@ -56,7 +48,7 @@ def run_search(folder: Path, name: str, preset: dict, tracking_uri: str) -> dict
 
 
 @pytest.fixture(scope="module")
-def mlp_search(image_env, mlflow_server, tmp_path_factory) -> dict:
+def mlp_search(data_root_exported, mlflow_server, tmp_path_factory) -> dict:
     """Two unconditional MLP trials to the end (FIFO), each reporting twice."""
     preset = bundled_preset("mnist", {"num_samples": 2, "max_steps": STEPS, "max_concurrent": 2},
                             {"arch": "mlp", "conditional": False, "width": 64, "latent_dim": 32, **TEST_SIZED},
@@ -66,7 +58,7 @@ def mlp_search(image_env, mlflow_server, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dcgan_search(image_env, mlflow_server, tmp_path_factory) -> dict:
+def dcgan_search(data_root_exported, mlflow_server, tmp_path_factory) -> dict:
     """One conditional DCGAN trial under the preset's own searcher and ASHA, its first cut at the first report."""
     scheduler = {**bundled_preset("mnist", {}, {})["scheduler"], "grace_period": EVAL_EVERY}
     preset = bundled_preset("mnist", {"num_samples": 1, "max_steps": STEPS, "max_concurrent": 1},

@@ -44,15 +44,8 @@ def shrunk(name: str) -> dict:
                           scheduler=scheduler)
 
 
-@pytest.fixture(scope="module")
-def image_data(data_root):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GANTUNE_DATA_ROOT", str(data_root))
-        yield
-
-
 @pytest.mark.parametrize("name", NAMES)
-def test_a_bundled_preset_starts_reports_and_ends_cleanly(name, image_data, tmp_path):
+def test_a_bundled_preset_starts_reports_and_ends_cleanly(name, data_root_exported, tmp_path):
     preset = shrunk(name)
     config = tmp_path / f"{name}.yaml"
     config.write_text(yaml.safe_dump(preset))
