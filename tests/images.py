@@ -1,7 +1,7 @@
 """Checks on the pictures the product writes: decoded, of the size it should draw, and not blank.
 
-torchvision's ``save_image`` lays ``n`` columns of ``side``-pixel images out with 2 pixels of
-padding around and between them, so a grid is ``n * side + (n + 1) * 2`` pixels across; a 2-D
+An image grid lays ``n`` columns of ``side``-pixel images out with 2 pixels of padding around
+and between them (torchvision's layout), so a grid is ``n * side + (n + 1) * 2`` pixels across; a 2-D
 scatter is a fixed 256-pixel square of white sample dots and red mode crosses on black.
 """
 
@@ -17,7 +17,7 @@ MNIST_SIDE = 28
 
 
 def grid_side(columns: int, image_side: int = MNIST_SIDE) -> int:
-    """Pixels across a torchvision grid of ``columns`` images of ``image_side`` pixels."""
+    """Pixels across a grid of ``columns`` images of ``image_side`` pixels."""
     return columns * image_side + (columns + 1) * GRID_PADDING
 
 

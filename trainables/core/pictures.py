@@ -2,8 +2,9 @@
 
 Every picture of samples (the trainer's at each evaluation, an export's, ``gantune generate``'s,
 the report's real data) is drawn by ``write_picture``, which chooses between the two by the
-dataset's spec. Scatter plots are rasterised with torch alone so the trainer needs no plotting
-library.
+dataset's spec. Both are laid out with torch and written with Pillow: the trainer needs no
+plotting library, and not torchvision either, whose import (it loads ``torch._dynamo``) costs
+every trial process seconds of start-up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.utils import save_image
 
 from trainables.data.records import DatasetSpec
 
@@ -21,10 +21,31 @@ GRID_ROWS = 8  # an unconditional generator's picture is an 8 x 8 grid
 SCATTER_POINTS = 2000
 SCATTER_PIXELS = 256
 SCATTER_EXTENT = 1.25  # the plot spans this many times the farthest mode centre
+GRID_PADDING = 2  # black pixels around and between a grid's images, as torchvision's grids have
+
+
+def write_png(path: str | Path, canvas: Tensor) -> None:
+    """A (3, H, W) canvas of values in [0, 1] as an 8-bit RGB PNG."""
+    from PIL import Image
+
+    pixels = canvas.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    Image.fromarray(pixels, mode="RGB").save(str(path), format="PNG")
 
 
 def write_image_grid(path: str | Path, images: Tensor, nrow: int) -> None:
-    save_image(images.detach().float().cpu(), str(path), nrow=nrow, normalize=True, value_range=(-1.0, 1.0))
+    """Images with values in [-1, 1] (N, C, H, W), ``nrow`` to a row, on a black grid
+    ``nrow * W + (nrow + 1) * GRID_PADDING`` pixels across; one channel is drawn grey."""
+    images = (images.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) / 2.0
+    count, channels, height, width = images.shape
+    if channels == 1:
+        images = images.expand(count, 3, height, width)
+    rows = math.ceil(count / nrow)
+    cell_h, cell_w = height + GRID_PADDING, width + GRID_PADDING
+    canvas = torch.zeros(3, rows * cell_h + GRID_PADDING, nrow * cell_w + GRID_PADDING)
+    for index, image in enumerate(images[:, :3]):
+        top, left = GRID_PADDING + (index // nrow) * cell_h, GRID_PADDING + (index % nrow) * cell_w
+        canvas[:, top:top + height, left:left + width] = image
+    write_png(path, canvas)
 
 
 def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
@@ -46,7 +67,7 @@ def write_scatter(path: str | Path, points: Tensor, centers: Tensor) -> None:
     for offset in range(-3, 4):
         canvas[:, rows, (cols + offset).clamp(0, last)] = red
         canvas[:, (rows + offset).clamp(0, last), cols] = red
-    save_image(canvas, str(path))
+    write_png(path, canvas)
 
 
 def picture_size(spec: DatasetSpec, conditional: bool) -> tuple[int, int | None]:
