@@ -74,7 +74,11 @@ def mlflow_server(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tracked_search(mlflow_server, tmp_path_factory) -> dict:
-    """One small ASHA search of grid25 logged to the MLflow server; shared by tracking and promotion tests."""
+    """The session's one shared search (tests/presets/tracked_grid25.yaml, ASHA over every loss) logged to
+    the MLflow server; the search, tracking, report, promotion and UI tests read it. ``preset`` is
+    its YAML as a dict, so tests read budgets and rungs from it rather than copy them."""
+    import yaml
+
     from pipelines.cli import main
 
     storage = tmp_path_factory.mktemp("tracked")
@@ -85,7 +89,7 @@ def tracked_search(mlflow_server, tmp_path_factory) -> dict:
                  "--tracking-uri", mlflow_server, "--experiment", "tracked"])
     assert code == 0
     return {"uri": mlflow_server, "experiment": "tracked", "folder": storage / "tracked",
-            "seconds": time.monotonic() - started}
+            "seconds": time.monotonic() - started, "preset": yaml.safe_load(preset.read_text())}
 
 
 @pytest.fixture

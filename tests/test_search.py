@@ -31,20 +31,20 @@ def search(preset: str, storage: Path, name: str, *flags: str) -> int:
     return main(["search", "--config", str(TEST_PRESETS / preset), "--storage", str(storage), "--name", name, *flags])
 
 
-@pytest.fixture(scope="session")
-def asha_search(tmp_path_factory) -> Path:
-    """One ASHA search of 10 grid25 trials over every loss, shared by the tests that inspect it."""
-    storage = tmp_path_factory.mktemp("asha")
-    assert search("asha_grid25.yaml", storage, "asha") == 0
-    return storage / "asha"
+@pytest.fixture(scope="module")
+def asha_search(tracked_search) -> Path:
+    """The session's search (tests/presets/tracked_grid25.yaml): ASHA trials over every loss."""
+    return tracked_search["folder"]
 
 
-def test_asha_stops_some_trials_early_and_the_best_beats_the_worst(asha_search):
+def test_asha_stops_some_trials_early_and_the_best_beats_the_worst(asha_search, tracked_search):
+    budget = tracked_search["preset"]["budget"]
     trials = read_trials(asha_search / "tune")
-    assert len(trials) == 10
+    assert len(trials) == budget["num_samples"]
     last_steps = {tid: t["rows"][-1]["step"] for tid, t in trials.items()}
     finished = [tid for tid, t in trials.items() if t["rows"][-1]["status"] == "completed"]
-    stopped = [tid for tid, t in trials.items() if last_steps[tid] < 200 and not t["rows"][-1]["diverged"]]
+    stopped = [tid for tid, t in trials.items()
+               if last_steps[tid] < budget["max_steps"] and not t["rows"][-1]["diverged"]]
     assert finished and stopped, last_steps
     best_per_trial = {tid: min(row["js_modes"] for row in t["rows"]) for tid, t in trials.items()}
 
@@ -76,7 +76,7 @@ def test_trial_configs_hold_conditional_params_only_for_their_loss(asha_search):
         assert ("gp_weight" in config) == (config["loss"] == "wgan-gp")
         assert ("label_smoothing" in config) == (config["loss"] == "gan")
 
-    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{asha_search / 'optuna.db'}")
+    study = optuna.load_study(study_name=asha_search.name, storage=f"sqlite:///{asha_search / 'optuna.db'}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == len(trials)
     for trial in complete:

@@ -26,7 +26,6 @@ from pipelines.tracking.tags import (
 from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
-STEPS = 600
 
 
 def tune_trials(folder: Path) -> dict[str, list[dict]]:
@@ -46,7 +45,7 @@ def logged(tracked_search):
     parents = [run for run in runs if run.data.tags.get(TAG_ROLE) == "search"]
     children = [run for run in runs if run.data.tags.get(TAG_ROLE) == "trial"]
     return {"client": client, "parents": parents, "children": children, "trials": tune_trials(tracked_search["folder"]),
-            "experiment": experiment}
+            "experiment": experiment, "preset": tracked_search["preset"]}
 
 
 def test_the_experiment_carries_the_model_training_kind_tag(logged):
@@ -59,26 +58,36 @@ def test_one_parent_and_one_child_per_trial_none_running(logged):
     parent = logged["parents"][0]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags[TAG_METRIC] == "js_modes" and parent.data.tags[TAG_MODE] == "min"
-    assert parent.data.params["budget.max_steps"] == str(STEPS) and "space.loss" in parent.data.params
+    assert parent.data.params["budget.max_steps"] == str(logged["preset"]["budget"]["max_steps"])
+    assert "space.loss" in parent.data.params
     children = logged["children"]
     assert sorted(run.data.tags[TAG_TRIAL_ID] for run in children) == sorted(logged["trials"])
     assert all(run.data.tags[TAG_PARENT] == parent.info.run_id for run in children)
     assert not [run for run in children if run.info.status == "RUNNING"]
 
 
+def asha_rungs(preset: dict) -> list[int]:
+    """The steps below max_steps where ASHA may cut a trial: grace_period x reduction_factor^k."""
+    scheduler, max_steps = preset["scheduler"], preset["budget"]["max_steps"]
+    rungs = [scheduler["grace_period"]]
+    while rungs[-1] * scheduler["reduction_factor"] < max_steps:
+        rungs.append(rungs[-1] * scheduler["reduction_factor"])
+    return rungs
+
+
 def test_statuses_follow_how_each_trial_ended(logged):
     outcomes = {}
+    max_steps, rungs = logged["preset"]["budget"]["max_steps"], asha_rungs(logged["preset"])
     for run in logged["children"]:
         last = logged["trials"][run.data.tags[TAG_TRIAL_ID]][-1]
         # Read off Tune's own record of the trial: its last step and whether it diverged.
         if last["diverged"]:
             expected = ("diverged", "FAILED")
-        elif last["step"] == STEPS:
+        elif last["step"] == max_steps:
             expected = ("completed", "FINISHED")
         else:
             expected = ("early_stopped", "FINISHED")
-            # ASHA cut it at its one rung below max_steps: grace_period 200 (the next, 200 x 3, is 600).
-            assert last["step"] == 200, last
+            assert last["step"] in rungs, (last, rungs)  # ASHA cut it at a rung
         assert (run.data.tags[TAG_STATUS], run.info.status) == expected
         outcomes[expected[0]] = outcomes.get(expected[0], 0) + 1
     assert outcomes.get("early_stopped") and outcomes.get("completed"), outcomes

@@ -230,13 +230,16 @@ def one_cpu_thread():
     torch.set_num_threads(previous)
 
 
-def test_wgan_gp_covers_at_least_20_of_the_25_grid_modes(one_cpu_thread):
-    """The shipped config's claim, cut to the 4000 steps it needs: measured 2, 5, 14 and 20 modes at
-    each thousand steps (seed 0, one thread; 20 again at its full 5000)."""
-    reports = run_to_end(Trainer(load_config("configs/grid25_wgan_gp.yaml", ["device=cpu", "steps=4000"])))
+@pytest.mark.parametrize("gp_weight, holds", [(10.0, True), (1e-6, False)])
+def test_the_gradient_penalty_holds_the_critics_gradient_norm_near_one(one_cpu_thread, gp_weight, holds):
+    """The shipped WGAN-GP config trained 100 steps: with the penalty at its usual weight the critic's
+    gradient norm at interpolates stays near 1 (measured penalty 0.03-0.07); with almost none it
+    runs away (measured 5e6 and more). How many modes the config covers in its 5000 steps is
+    ``bench/configs.py``'s to show."""
+    reports = run_to_end(Trainer(load_config("configs/grid25_wgan_gp.yaml",
+                                             ["device=cpu", "steps=100", "eval_every=100", f"gp_weight={gp_weight}"])))
     assert reports[-1]["status"] == "completed"
-    assert reports[-1]["modes_covered"] >= 20, [r["modes_covered"] for r in reports]
-    assert reports[0]["modes_covered"] < reports[-1]["modes_covered"]
+    assert (reports[-1]["gp"] < 0.2) == holds and (reports[-1]["gp"] > 100) == (not holds), reports[-1]["gp"]
 
 
 def test_short_mnist_dcgan_run_lowers_fd(data_root, evaluator_cache):
