@@ -1,16 +1,12 @@
-"""End-to-end searches on real Ray, embedded, and one resumed after its driver is SIGKILLed.
+"""End-to-end searches on real Ray, embedded: the session's ASHA search, divergence and PBT.
 
-Placement on a cluster's nodes (and trials moving when one is lost) is tests/faults/test_node_loss.py's:
-the kill-and-resume here tests the driver's state, which an embedded Ray holds the same way."""
+Placement on a cluster's nodes (and trials moving when one is lost) is tests/faults/test_node_loss.py's;
+a driver stopped by each signal and resumed is tests/faults/test_interruptions.py's."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -23,7 +19,6 @@ from trainables.core.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE, load_check
 from trainables.core.config import config_from_dict
 from trainables.quality.objectives import WORST_VALUE
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BEST_KEYS = {"trial_id", "config", "metric", "mode", "value", "checkpoint"}
 
 
@@ -105,89 +100,6 @@ def test_diverging_trials_end_themselves_with_a_finite_penalty(tmp_path, capsys)
         assert last["step"] < 400
     assert re.search(r"diverged 2 \|", out)
     assert json.loads((tmp_path / "diverging" / "best.json").read_text())["value"] == WORST_VALUE
-
-
-# ----------------------------------------------------------------------- a killed driver
-
-
-def snapshot_trials(experiment: Path) -> dict[str, str]:
-    """Each trial's status in the newest experiment snapshot (each driver writes its own file, named
-    by its start time): the trials a resume knows."""
-    snapshots = sorted(experiment.glob("experiment_state-*.json"))
-    if not snapshots:
-        return {}
-    newest = snapshots[-1]
-    return {trial["trial_id"]: trial["status"]
-            for trial in (json.loads(trial_json) for trial_json, _ in json.loads(newest.read_text())["trial_data"])}
-
-
-def snapshot_terminated(experiment: Path) -> set[str]:
-    """Trials the last snapshot records as ended: what a resume will not rerun."""
-    return {tid for tid, status in snapshot_trials(experiment).items() if status == "TERMINATED"}
-
-
-def trial_runs(client, experiment_name: str) -> dict[str, object]:
-    """The experiment's child runs by Ray trial id; a trial id twice fails the test."""
-    from pipelines.tracking.tags import TAG_ROLE, TAG_TRIAL_ID
-
-    experiment = client.get_experiment_by_name(experiment_name)
-    runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'trial'") if experiment else []
-    by_trial = {run.data.tags[TAG_TRIAL_ID]: run for run in runs}
-    assert len(by_trial) == len(runs), "a trial has two child runs"
-    return by_trial
-
-
-def test_resume_after_the_driver_is_killed_reruns_no_finished_trial(mlflow_server, tmp_path):
-    """SIGKILL gives the driver no chance to end anything: the resume must find Tune's trials, the
-    Optuna study and the MLflow runs where they were, and finish them without running a trial twice."""
-    from mlflow import MlflowClient
-    from pipelines.tracking.tags import TAG_ROLE, TAG_STATUS
-
-    command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(tmp_path), "--name", "killed",
-               "--tracking-uri", mlflow_server,
-               "--experiment", "killed"]
-    experiment = tmp_path / "killed" / "tune"
-    client = MlflowClient(mlflow_server)
-    driver = subprocess.Popen([*command, "--config", str(TEST_PRESETS / "fifo_grid25.yaml"), "--max-concurrent", "2"],
-                              cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              start_new_session=True)
-    try:
-        # Each progress line (a trial end, or every few seconds) is a moment to look at the snapshot.
-        for line in driver.stdout:
-            if "finished" in line and len(snapshot_terminated(experiment)) >= 2:
-                break
-        os.killpg(driver.pid, signal.SIGKILL)
-    finally:
-        driver.kill()
-        driver.wait()
-    ended = snapshot_terminated(experiment)
-    finished_before = {tid: t["rows"] for tid, t in read_trials(experiment).items() if tid in ended}
-    assert len(finished_before) >= 2  # (all six may have ended by the kill: none may run again either way)
-    runs_before = {tid: run.info.run_id for tid, run in trial_runs(client, "killed").items()}
-
-    resumed = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    known = snapshot_trials(experiment)
-    assert len(known) == 6 and set(known.values()) == {"TERMINATED"}
-    trials = read_trials(experiment)
-    # A trial started after the killed driver's last snapshot is unknown to the resume, which
-    # starts another in its place: it may leave a folder, never a report.
-    assert all(not t["rows"] for tid, t in trials.items() if tid not in known)
-    trials = {tid: t for tid, t in trials.items() if tid in known}
-    assert all(t["rows"][-1]["status"] == "completed" and t["rows"][-1]["step"] == 200 for t in trials.values())
-    for tid, rows in finished_before.items():
-        assert trials[tid]["rows"] == rows  # not one more report: the finished trial did not run again
-    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{tmp_path / 'killed' / 'optuna.db'}")
-    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6
-    assert json.loads((tmp_path / "killed" / "best.json").read_text())["trial_id"] in trials
-
-    runs_after = trial_runs(client, "killed")
-    assert {tid: runs_after[tid].info.run_id for tid in runs_before} == runs_before  # reopened, not duplicated
-    for tid, run in runs_after.items():
-        expected = ("FINISHED", "completed") if tid in known else ("KILLED", "interrupted")
-        assert (run.info.status, run.data.tags[TAG_STATUS]) == expected, tid
-    parents = client.search_runs([client.get_experiment_by_name("killed").experiment_id], f"tags.`{TAG_ROLE}` = 'search'")
-    assert [parent.info.status for parent in parents] == ["FINISHED"]
 
 
 def test_pbt_perturbs_running_trials_which_continue_from_checkpoints(tmp_path):

@@ -1,4 +1,4 @@
-"""Running a real ``gantune search`` process and reading what Tune wrote, for the fault tests."""
+"""Running a real ``gantune search`` process and watching what it prints, for the fault tests."""
 
 from __future__ import annotations
 
@@ -9,44 +9,44 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from checks import TEST_PRESETS, trial_rows
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRESET = TEST_PRESETS / "interrupted_grid25.yaml"
 CLI = [sys.executable, "-m", "pipelines.cli"]
 
 
-def one_finished_one_checkpointed(experiment: Path) -> bool:
-    """A finished trial and a running one with a checkpoint: the moment the signal tests."""
-    trials = trial_rows(experiment).values()
-    finished = [rows for rows in trials if rows[-1]["status"] == "completed"]
-    running = [rows for rows in trials if rows[-1]["status"] == "running"]
-    return bool(finished) and bool(running)
+class Driver:
+    """A ``gantune search`` process (``argv`` after ``gantune``) in a session of its own, its output
+    read line by line: each progress line (every trial end, and every few seconds) is a moment to
+    look at what the search wrote."""
 
+    def __init__(self, argv: list[str]):
+        self.process = subprocess.Popen([*CLI, *argv], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
 
-def a_trial_reported(experiment: Path) -> bool:
-    return bool(trial_rows(experiment))
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
 
+    def until(self, ready: Callable[[], bool]) -> None:
+        """Read lines until ``ready()`` holds; fails if the search ends first."""
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if ready():
+                return
+        raise AssertionError(f"the search ended (exit {self.process.wait()}) before the moment came:\n"
+                             f"{self.output[-3000:]}")
 
-def interrupt(signum: int, storage: Path, name: str, *flags: str,
-              ready: Callable[[Path], bool] = one_finished_one_checkpointed) -> tuple[int, list[str]]:
-    """Start a search, send ``signum`` to its driver once ``ready`` holds for its Tune experiment
-    (by default: a trial finished and another is mid-run); returns the exit code and the lines it printed."""
-    driver = subprocess.Popen(
-        [*CLI, "search", "--config", str(PRESET), "--storage", str(storage), "--name", name, *flags],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    lines: list[str] = []
-    try:
-        # Each progress line (every trial end, and every few seconds) is a moment to look.
-        for line in driver.stdout:
-            lines.append(line.rstrip("\n"))
-            if ready(storage / name / "tune"):
-                driver.send_signal(signum)
-                break
-        lines += [line.rstrip("\n") for line in driver.stdout]
-        return driver.wait(timeout=300), lines
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
+    def finish(self, signum: int | None = None, timeout_s: float = 600) -> int:
+        """Send ``signum`` to the driver alone (as ``timeout`` does; SIGKILL goes to its whole session,
+        as a machine's end does), read the rest of its output and return its exit code."""
+        try:
+            if signum == signal.SIGKILL:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            elif signum is not None:
+                self.process.send_signal(signum)
+            self.lines += [line.rstrip("\n") for line in self.process.stdout]
+            return self.process.wait(timeout=timeout_s)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

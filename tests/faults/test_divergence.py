@@ -15,8 +15,7 @@ from pathlib import Path
 
 import optuna
 import yaml
-from checks import TEST_PRESETS
-from faults_support import trial_rows
+from checks import TEST_PRESETS, trial_rows
 
 from pipelines.cli import main
 from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_ID
