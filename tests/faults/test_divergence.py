@@ -1,10 +1,12 @@
-"""Trials that diverge end as diverged, the rest of the search goes on, and a diverged trial leaves
-nothing of its trainer behind in the worker process that the next trial reuses.
+"""Trials that diverge end as diverged, the rest of the search goes on, and a trial, whether it
+diverged and returned or the scheduler stopped it, leaves nothing of its trainer behind in the
+worker process that the next trial reuses.
 
 One real search (``gantune search``, embedded Ray, tracking to a real ``mlflow server``) of six
 grid25 trials whose critic learning rate is a choice: 10000 diverges at the first report, the
-other is stable. The trainable is ``pipelines.search.trials.single.train_gan`` itself, wrapped only to
-count, in the worker process, the objects the trial leaves alive.
+other is stable, and ASHA ends each stable trial at max_steps by raising inside ``tune.report``.
+The trainable is ``pipelines.search.trials.single.train_gan`` itself, wrapped only to count, in the
+worker process, the objects the trial leaves alive.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from pipelines.tracking.tags import TAG_ROLE, TAG_SEARCH, TAG_STATUS, TAG_TRIAL_
 from trainables.quality.objectives import WORST_VALUE
 
 PRESET = TEST_PRESETS / "diverging_mix_grid25.yaml"
-STOPPED_PRESET = TEST_PRESETS / "asha_stopped_grid25.yaml"
 NAME = "diverging-mix"
 EXPERIMENT = "faults-divergence"
 DIVERGING_LR = 10000.0
@@ -73,7 +74,7 @@ def counting(record: Path):
     return train_gan
 
 
-def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
+def test_diverging_and_stopped_trials_end_alone_and_leave_no_trainer_in_the_reused_worker(
         mlflow_server, tmp_path, monkeypatch, capsys):
     import pipelines.search.trials.single
     from mlflow import MlflowClient
@@ -144,13 +145,20 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     best = json.loads((tmp_path / NAME / "best.json").read_text())
     assert best["trial_id"] in stable and best["value"] < WORST_VALUE
 
-    # Memory: nothing of a trial's trainer is left in its worker process once the trial ends.
+    assert f"diverged {len(diverging)} |" in out
+
+    # Memory: nothing of a trial's trainer is left in its worker process once the trial ends. A
+    # diverged trial returns (it ends itself); a stable one is stopped by ASHA, raising in its last
+    # report. The last trial of each process is killed with it when the search ends, and may leave
+    # no record: every other trial does.
     holding = [json.loads(line) for line in record.read_text().splitlines()]
-    assert sorted(entry["trial_id"] for entry in holding) == sorted(trials)
+    recorded = {entry["trial_id"] for entry in holding}
+    assert diverging <= recorded and len(recorded) >= num_samples - 2, (recorded, sorted(trials))
     for entry in holding:
-        assert entry["raised"] is None, entry  # a diverged trial returns: it ends itself
+        assert (entry["raised"] is None) == (entry["trial_id"] in diverging), entry
         assert entry["after"]["trainers"] == entry["after"]["modules"] == entry["after"]["optimizers"] == 0, entry
         assert entry["before"]["trainers"] == 0, entry
+    assert any(entry["raised"] for entry in holding), holding  # a scheduler's stop was seen to leave nothing
     # Both processes ran a diverged trial and then further trials: the reused worker did not grow.
     by_pid: dict[int, list[dict]] = {}
     for entry in holding:  # the record is appended in the order trials ended
@@ -161,19 +169,3 @@ def test_diverging_trials_fail_alone_and_leave_no_trainer_in_the_reused_worker(
     for entries in by_pid.values():
         held = [entry["after"]["tensor_bytes"] for entry in entries]
         assert held == [held[0]] * len(held), entries  # the first trial loads the dataset, kept for later ones
-
-
-def test_a_trial_the_scheduler_stops_holds_no_trainer_when_its_trainable_ends(tmp_path, monkeypatch, capsys):
-    """The other way a trial ends: ASHA stops it (at its cut or at max_t) by raising in tune.report."""
-    import pipelines.search.trials.single
-
-    record = tmp_path / "holding.jsonl"
-    monkeypatch.setattr(pipelines.search.trials.single, "train_gan", counting(record))
-    code = main(["search", "--config", str(STOPPED_PRESET), "--storage", str(tmp_path), "--name", "stopped"])
-    out = capsys.readouterr().out
-    assert code == 0 and record.is_file(), out[-3000:]
-    holding = [json.loads(line) for line in record.read_text().splitlines()]
-    stopped = [entry for entry in holding if entry["raised"]]
-    assert stopped, holding  # some trial ended by a scheduler stop
-    for entry in stopped:
-        assert entry["after"]["trainers"] == entry["after"]["modules"] == entry["after"]["optimizers"] == 0, entry
