@@ -58,9 +58,12 @@ def snapshot_trials(experiment: Path) -> dict[str, str]:
             (json.loads(trial_json) for trial_json, _ in json.loads(snapshots[-1].read_text())["trial_data"])}
 
 
-def snapshot_ended(experiment: Path) -> set[str]:
-    """Trials the newest snapshot records as ended: what a resume will not run again."""
-    return {tid for tid, status in snapshot_trials(experiment).items() if status == "TERMINATED"}
+def finished(experiment: Path) -> dict[str, list[dict]]:
+    """The reports of each trial that reported its last step and that the newest snapshot records as
+    ended: what a resume will not run again."""
+    ended = {tid for tid, status in snapshot_trials(experiment).items() if status == "TERMINATED"}
+    return {tid: rows for tid, rows in trial_rows(experiment).items()
+            if tid in ended and rows[-1]["status"] == "completed"}
 
 
 def truncate_newest_checkpoint(experiment: Path, trial_id: str, rows: list[dict]) -> tuple[str, int]:
@@ -117,27 +120,26 @@ def lineage(tmp_path_factory) -> dict:
         # 1. An outage of the tracking server, then SIGTERM.
         first = Driver(["search", "--config", str(PRESET), "--storage", str(storage), "--name", NAME,
                         "--tracking-uri", uri])
-        first.until(lambda: reports(experiment) >= 2)
+        first.until(lambda: reports(experiment) >= 2, "two reports")
         os.killpg(server.pid, signal.SIGKILL)  # the server dies without a word to its clients
         server.wait()
         down_at = reports(experiment)
-        first.until(lambda: reports(experiment) >= down_at + 4)
+        first.until(lambda: reports(experiment) >= down_at + 4, "four reports while the server is away")
         server = start_mlflow_server(data, port)
-        first.until(lambda: one_finished_one_three_reports_in(experiment))
+        first.until(lambda: one_finished_one_three_reports_in(experiment), "a finished trial and a running one")
         seen["term"] = {"code": first.finish(signal.SIGTERM), "lines": first.lines, "runs": search_runs(uri),
                         "trials": trial_rows(experiment)}
         seen["term"]["points_not_logged"] = points_not_logged(uri, seen["term"]["trials"])
+        seen["term"]["finished"] = finished(experiment)
 
         # 2. A truncated checkpoint, and a resumed driver SIGKILLed once one more trial has ended.
         running = {tid: rows for tid, rows in seen["term"]["trials"].items() if rows[-1]["status"] == "running"}
         cut_id, cut_rows = next((tid, rows) for tid, rows in running.items() if len(rows) >= 3)
         previous, previous_step = truncate_newest_checkpoint(experiment, cut_id, cut_rows)
         seen["cut"] = {"trial_id": cut_id, "rows": cut_rows, "previous": previous, "previous_step": previous_step}
-        ended_at_term = snapshot_ended(experiment)
         killed = resume_driver(seen["term"]["lines"][-1])
-        killed.until(lambda: len(snapshot_ended(experiment)) > len(ended_at_term))
-        ended = snapshot_ended(experiment)
-        seen["kill"] = {"ended": {tid: rows for tid, rows in trial_rows(experiment).items() if tid in ended},
+        killed.until(lambda: len(finished(experiment)) > len(seen["term"]["finished"]), "one more trial ended")
+        seen["kill"] = {"ended": finished(experiment),
                         "run_ids": {tid: run.info.run_id for tid, run in search_runs(uri)[1].items()}}
         killed.finish(signal.SIGKILL)
         seen["kill"]["lines"] = killed.lines
@@ -145,7 +147,7 @@ def lineage(tmp_path_factory) -> dict:
         # 3. SIGINT at the next resume's first report.
         reports_before = reports(experiment)
         interrupted = resume_driver(seen["term"]["lines"][-1])
-        interrupted.until(lambda: reports(experiment) > reports_before)
+        interrupted.until(lambda: reports(experiment) > reports_before, "a report")
         seen["int"] = {"code": interrupted.finish(signal.SIGINT), "lines": interrupted.lines,
                        "runs": search_runs(uri)}
 
@@ -200,9 +202,8 @@ def test_the_resumes_finish_the_search_with_nothing_rerun_lost_or_duplicated(lin
     assert all(rows[-1]["status"] == "completed" and rows[-1]["step"] == max_steps for rows in trials.values())
 
     # A trial that had ended, before SIGTERM or before SIGKILL, did not run again: not one more report.
-    finished_at_term = {tid: rows for tid, rows in term["trials"].items() if rows[-1]["status"] == "completed"}
-    assert finished_at_term and len(kill["ended"]) > len(finished_at_term)
-    for tid, rows in {**finished_at_term, **kill["ended"]}.items():
+    assert term["finished"] and len(kill["ended"]) > len(term["finished"])
+    for tid, rows in {**term["finished"], **kill["ended"]}.items():
         assert trials[tid] == rows, tid
     # A trial running at SIGTERM went on from its checkpoint, not from step 0 ...
     for tid, rows in term["trials"].items():
