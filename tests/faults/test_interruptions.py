@@ -50,12 +50,14 @@ def one_finished_one_three_reports_in(experiment: Path) -> bool:
 
 def snapshot_trials(experiment: Path) -> dict[str, str]:
     """Each trial's status in the newest experiment snapshot (each driver writes its own file, named
-    by its start time): the trials a resume knows."""
+    by its start time): the trials a resume knows. Empty while there is none, or while the driver
+    is rewriting it."""
     snapshots = sorted(experiment.glob("experiment_state-*.json"))
-    if not snapshots:
+    try:
+        trial_data = json.loads(snapshots[-1].read_text())["trial_data"] if snapshots else []
+    except json.JSONDecodeError:
         return {}
-    return {trial["trial_id"]: trial["status"] for trial in
-            (json.loads(trial_json) for trial_json, _ in json.loads(snapshots[-1].read_text())["trial_data"])}
+    return {trial["trial_id"]: trial["status"] for trial in (json.loads(trial_json) for trial_json, _ in trial_data)}
 
 
 def finished(experiment: Path) -> dict[str, list[dict]]:
