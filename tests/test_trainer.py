@@ -242,6 +242,16 @@ def test_the_gradient_penalty_holds_the_critics_gradient_norm_near_one(one_cpu_t
     assert (reports[-1]["gp"] < 0.2) == holds and (reports[-1]["gp"] > 100) == (not holds), reports[-1]["gp"]
 
 
+def test_bench_configs_trains_a_shipped_config_and_prints_each_report():
+    """``python bench/configs.py CONFIG key=value ...`` as the README shows it, cut to two reports."""
+    done = subprocess.run([sys.executable, "bench/configs.py", "configs/ring8_gan.yaml", "steps=100", "eval_every=50",
+                           "eval_samples=500"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert [line.split()[3] for line in lines] == ["50", "100"], lines
+    assert all("modes_covered" in line and "js_modes" in line for line in lines), lines
+
+
 def test_short_mnist_dcgan_run_lowers_fd(data_root, evaluator_cache):
     config = config_from_dict(
         dict(dataset="mnist", data_root=str(data_root), width=16, steps=300, eval_every=100, device="cpu")
