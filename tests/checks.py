@@ -1,5 +1,5 @@
 """What several test modules share: the one-line error contract, objective margins, test presets, the one
-poller, free ports, the MLflow server, and reading Tune's result files."""
+poller, free ports, the MLflow server, reading Tune's result files, and a search's runs by trial."""
 
 from __future__ import annotations
 
@@ -128,6 +128,16 @@ def read_trials(experiment: Path) -> dict[str, dict]:
 def trial_rows(experiment: Path) -> dict[str, list[dict]]:
     """Each trial's reports by trial id, for the trials that have reported."""
     return {trial_id: trial["rows"] for trial_id, trial in read_trials(experiment).items() if trial["rows"]}
+
+
+def runs_by_trial(runs: list) -> dict[str, object]:
+    """A search's child MLflow runs by trial id (a Tune trial's, or a cohort's slot-trial's); a trial id
+    twice fails the test: a resume must reopen a trial's run, never start another."""
+    from pipelines.tracking.tags import TAG_TRIAL_ID
+
+    by_trial = {run.data.tags[TAG_TRIAL_ID]: run for run in runs}
+    assert len(by_trial) == len(runs), "a trial has two child runs"
+    return by_trial
 
 
 BUNDLED_PRESETS = REPO_ROOT / "search_spaces" / "presets"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from checks import TEST_PRESETS
+from checks import TEST_PRESETS, runs_by_trial
 
 from pipelines.cli import main
 from pipelines.tracking.tags import TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
@@ -27,10 +27,7 @@ PROGRESS = re.compile(r"(\d+)/\d+ done \| running (\d+)")
 
 def trial_runs(client, experiment_name: str) -> dict[str, object]:
     experiment = client.get_experiment_by_name(experiment_name)
-    runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'trial'")
-    by_trial = {run.data.tags[TAG_TRIAL_ID]: run for run in runs}
-    assert len(by_trial) == len(runs), "a slot-trial has two child runs"
-    return by_trial
+    return runs_by_trial(client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'trial'"))
 
 
 def curve(client, run) -> list[tuple[int, float]]:

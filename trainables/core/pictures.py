@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from trainables.data.records import DatasetSpec
@@ -26,8 +27,6 @@ GRID_PADDING = 2  # black pixels around and between a grid's images, as torchvis
 
 def write_png(path: str | Path, canvas: Tensor) -> None:
     """A (3, H, W) canvas of values in [0, 1] as an 8-bit RGB PNG."""
-    from PIL import Image
-
     pixels = canvas.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     Image.fromarray(pixels, mode="RGB").save(str(path), format="PNG")
 
