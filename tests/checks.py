@@ -115,13 +115,18 @@ def result_rows(result: Path) -> list[dict]:
 def read_trials(experiment: Path) -> dict[str, dict]:
     """The suite's one reader of what Tune wrote: each trial's folder, config and reports, by trial id.
 
-    A trial that has not reported yet is listed by its folder's name, with no reports."""
+    A trial that has not reported yet is listed by its folder's name, with no reports; one whose
+    ``params.json`` Tune is still writing is not listed yet."""
     trials = {}
     for params in experiment.glob("*/params.json"):
+        try:
+            config = json.loads(params.read_text())
+        except json.JSONDecodeError:
+            continue
         folder = params.parent
         rows = result_rows(folder / "result.json") if (folder / "result.json").is_file() else []
         trial_id = rows[0]["trial_id"] if rows else folder.name
-        trials[trial_id] = {"folder": folder, "config": json.loads(params.read_text()), "rows": rows}
+        trials[trial_id] = {"folder": folder, "config": config, "rows": rows}
     return trials
 
 

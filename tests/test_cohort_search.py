@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from checks import TEST_PRESETS, runs_by_trial
 
 from pipelines.cli import main
@@ -21,7 +22,8 @@ from pipelines.tracking.tags import TAG_ROLE, TAG_STATUS, TAG_TRIAL_ID
 from trainables.core.checkpoint import load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRIALS = 12  # cohort_grid25.yaml's num_samples
+PRESET = yaml.safe_load((TEST_PRESETS / "cohort_grid25.yaml").read_text())
+TRIALS, EVAL_EVERY = PRESET["budget"]["num_samples"], PRESET["params"]["eval_every"]
 PROGRESS = re.compile(r"(\d+)/\d+ done \| running (\d+)")
 
 
@@ -42,13 +44,13 @@ def cohort_search(tmp_path_factory) -> dict:
     storage = tmp_path_factory.mktemp("cohort")
     folder = storage / "cohorts"
     command = [sys.executable, "-m", "pipelines.cli", "search", "--storage", str(storage), "--name", "cohorts"]
-    driver = subprocess.Popen([*command, "--config", str(TEST_PRESETS / "cohort_grid25.yaml"), "--cohort", "4"],
+    driver = subprocess.Popen([*command, "--config", str(TEST_PRESETS / "cohort_grid25.yaml"), "--cohort", "2"],
                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               start_new_session=True)
     try:
         for line in driver.stdout:
             progress = PROGRESS.search(line)
-            if progress and int(progress[1]) >= 4 and int(progress[2]) > 0:
+            if progress and int(progress[1]) >= TRIALS // 2 and int(progress[2]) > 0:
                 break
         os.killpg(driver.pid, signal.SIGKILL)
     finally:
@@ -87,7 +89,7 @@ def test_every_slot_trial_has_one_child_run_that_ended_with_its_status(cohort_se
         run = next(run for run in finished if run.data.tags[TAG_TRIAL_ID].endswith(f"_t{trial.number:04d}"))
         assert run.data.tags[TAG_STATUS] in expected[trial.state.name], (trial.number, run.data.tags[TAG_STATUS])
         steps = [step for step, _ in curve(client, run)]
-        assert steps == sorted(set(steps)) and steps[0] == 50  # every evaluation once
+        assert steps == sorted(set(steps)) and steps[0] == EVAL_EVERY  # every evaluation once
         assert run.data.params["loss"] == str(trial.params.get("loss", run.data.params["loss"]))
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
         assert {"checkpoint", "samples"} <= artifacts
@@ -122,8 +124,8 @@ def test_best_json_names_a_slot_trial_whose_checkpoint_exports_and_trains_on(coh
     run = tmp_path / "continued"
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(Path(best["checkpoint"]).read_bytes())
-    assert main(["train", "--resume", str(run), f"steps={state['step'] + 50}"]) == 0
-    assert load_checkpoint(run / "checkpoint.pt")["step"] == state["step"] + 50
+    assert main(["train", "--resume", str(run), f"steps={state['step'] + EVAL_EVERY}"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == state["step"] + EVAL_EVERY
 
 
 def test_cohort_with_pbt_is_refused_before_anything_starts(tmp_path, capsys):

@@ -29,7 +29,8 @@ WIDTHS = {"mlp": 32, "dcgan": 8}
 
 
 def shrunk(name: str) -> dict:
-    """The preset with two trials of two reports each, small nets and few samples per evaluation."""
+    """The preset with two trials of two reports each, small nets, few samples per evaluation and
+    one CPU a trial."""
     shipped = bundled_preset(name, {}, {})
     scheduler = dict(shipped["scheduler"]) if isinstance(shipped["scheduler"], dict) else {"name": shipped["scheduler"]}
     if scheduler["name"] == "asha":
@@ -40,8 +41,10 @@ def shrunk(name: str) -> dict:
     params = {"eval_every": EVAL_EVERY, "eval_samples": 100, "batch_size": 16}
     if isinstance(arch, str):
         params["width"] = WIDTHS[arch]
+    # One CPU a trial, so the two trials train side by side on a two-core machine; a GPU request stays.
+    resources = {**shipped.get("resources", {}), "cpus_per_trial": 1}
     return bundled_preset(name, {"num_samples": 2, "max_steps": 2 * EVAL_EVERY, "max_concurrent": 2}, params,
-                          scheduler=scheduler)
+                          scheduler=scheduler, resources=resources)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -109,34 +109,6 @@ def _runs_holding(uri: str, experiment: str, needle: str, scratch: Path) -> list
     return found
 
 
-def test_a_password_in_the_tracking_uri_is_never_printed_or_stored(mlflow_server, tmp_path, capfd, caplog,
-                                                                    monkeypatch):
-    """A search and ``gantune report`` given ``http://user:PASSWORD@host:port`` work, the pair going to
-    MLflow's client as its basic-auth variables, and the password is in no output, log record, file
-    of the search folder (``best.json`` included), nor in any param, tag or artifact of the runs.
-    (The test server ignores basic auth: what is checked is that the URI is accepted, not the login.)"""
-    caplog.set_level(logging.DEBUG)
-    for name in (USERNAME_ENV, PASSWORD_ENV):
-        monkeypatch.setenv(name, "")  # so that teardown undoes what the search sets
-    host = urlsplit(mlflow_server).netloc
-    uri = f"http://user:{PASSWORD}@{host}"
-    storage = tmp_path / "runs"
-    assert main(["search", "--config", str(_tiny_preset(tmp_path)), "--storage", str(storage), "--name", "creds",
-                 "--tracking-uri", uri, "--experiment", "creds"]) == 0
-    assert main(["report", "--experiment", "creds", "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
-    out, err = capfd.readouterr()
-    assert "report of search creds written to" in out
-    assert os.environ[PASSWORD_ENV] == PASSWORD
-
-    best = storage / "creds" / "best.json"
-    assert json.loads(best.read_text())["trial_id"]
-    leaks = [f"printed: {line}" for line in (out + err).splitlines() if PASSWORD in line]
-    leaks += [f"logged: {record.getMessage()}" for record in caplog.records if PASSWORD in record.getMessage()]
-    leaks += _files_holding(storage, PASSWORD.encode())
-    leaks += _runs_holding(mlflow_server, "creds", PASSWORD, tmp_path / "artifacts")
-    assert not leaks, leaks
-
-
 def _reload_ray_auth() -> None:
     """Make this process's Ray read its authentication settings from the environment again.
 
@@ -167,14 +139,37 @@ def driver_env():
     _reload_ray_auth()
 
 
-def test_a_search_runs_on_a_cluster_that_requires_a_token(ray_head_with_token, driver_env, tmp_path):
-    """The README's way: RAY_AUTH_MODE=token and the cluster's token file in RAY_AUTH_TOKEN_PATH."""
+def test_a_search_on_a_token_cluster_tracked_at_a_password_uri_runs_and_leaks_neither_secret(
+        ray_head_with_token, driver_env, mlflow_server, tmp_path, capfd, caplog, monkeypatch):
+    """The README's way onto a cluster that requires a token (RAY_AUTH_MODE=token and the cluster's
+    token file in RAY_AUTH_TOKEN_PATH), tracking to ``http://user:PASSWORD@host:port``: the search and
+    ``gantune report`` work, the pair going to MLflow's client as its basic-auth variables, and
+    neither the password nor the token is in any output, log record, file of the search folder
+    (``best.json`` included), nor in any param, tag or artifact of the runs. (The test server
+    ignores basic auth: what is checked is that the URI is accepted, not the login.)"""
     address, token = ray_head_with_token
     driver_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
-    assert main(["search", "--config", str(_tiny_preset(tmp_path)), "--address", address,
-                 "--storage", str(tmp_path / "runs"), "--shared-storage", "--name", "token"]) == 0
-    best = json.loads((tmp_path / "runs" / "token" / "best.json").read_text())
-    assert best["trial_id"] and best["checkpoint"]
+    caplog.set_level(logging.DEBUG)
+    for name in (USERNAME_ENV, PASSWORD_ENV):
+        monkeypatch.setenv(name, "")  # so that teardown undoes what the search sets
+    uri = f"http://user:{PASSWORD}@{urlsplit(mlflow_server).netloc}"
+    storage = tmp_path / "runs"
+    assert main(["search", "--config", str(_tiny_preset(tmp_path)), "--address", address, "--storage", str(storage),
+                 "--shared-storage", "--name", "creds", "--tracking-uri", uri, "--experiment", "creds"]) == 0
+    assert main(["report", "--experiment", "creds", "--tracking-uri", uri, "--out", str(tmp_path / "report")]) == 0
+    out, err = capfd.readouterr()
+    assert "report of search creds written to" in out
+    assert os.environ[PASSWORD_ENV] == PASSWORD
+
+    best = json.loads((storage / "creds" / "best.json").read_text())
+    assert best["trial_id"] and Path(best["checkpoint"]).is_file()
+    leaks = []
+    for secret in (PASSWORD, token.read_text().strip()):
+        leaks += [f"printed: {line}" for line in (out + err).splitlines() if secret in line]
+        leaks += [f"logged: {record.getMessage()}" for record in caplog.records if secret in record.getMessage()]
+        leaks += _files_holding(storage, secret.encode())
+        leaks += _runs_holding(mlflow_server, "creds", secret, tmp_path / "artifacts")
+    assert not leaks, leaks
 
 
 def test_a_driver_without_the_token_fails_and_says_why(ray_head_with_token, tmp_path):

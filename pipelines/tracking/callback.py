@@ -64,6 +64,9 @@ class _TrialRun:
         self.tagged = False
         self.host: str | None = None  # the cohort host's Tune trial id, for a slot-trial
         self.ended = False
+        # The newest step a reopened run already holds: a trial resumed from an older checkpoint
+        # reports those steps again (with the same values: training replays exactly), logged once.
+        self.logged_through = -1
 
 
 class MlflowTracking(tune.Callback):
@@ -130,6 +133,7 @@ class MlflowTracking(tune.Callback):
             reopen(self.client, run.info.run_id)
             best = run.data.tags.get(TAG_BEST_VALUE)
             state.best_value = float(best) if best else state.best_value
+            state.logged_through = self._last_logged_step(run)
             state.run_id = run.info.run_id
             return
         tags = {
@@ -146,6 +150,10 @@ class MlflowTracking(tune.Callback):
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
         self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in state.params.items()])
         state.run_id = run.info.run_id
+
+    def _last_logged_step(self, run) -> int:
+        steps = (point.step for key in run.data.metrics for point in self.client.get_metric_history(run.info.run_id, key))
+        return max(steps, default=-1)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if not is_cohort_host(trial):  # a host's slot-trials get runs as they report
@@ -187,10 +195,16 @@ class MlflowTracking(tune.Callback):
             state.tagged = True
         metrics = [Metric(key, value, now, step) for key, value in values.items()]
         self.outbox.put(f"step {step} of trial {trial_id}",
-                        lambda: self.client.log_batch(state.run_id, metrics=metrics, tags=tags))
+                        lambda: self._log_metrics(state, step, metrics, tags))
         value = values.get(self.metric)
         if value is not None and not result.get("diverged") and is_better(value, state.best_value, self.mode):
             state.pending_best = (value, step)
+
+    def _log_metrics(self, state: _TrialRun, step: int, metrics: list, tags: list) -> None:
+        if step <= state.logged_through:
+            metrics = []  # a step a resumed trial replays: its points are in the run already
+        if metrics or tags:
+            self.client.log_batch(state.run_id, metrics=metrics, tags=tags)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         """Log the sample grid of the report this checkpoint belongs to, and the checkpoint if best;
@@ -226,6 +240,9 @@ class MlflowTracking(tune.Callback):
         MLflow names its image files."""
         from PIL import Image
 
+        if step <= state.logged_through:
+            shutil.rmtree(picture.parent, ignore_errors=True)
+            return
         with Image.open(picture) as image:
             self.client.log_image(state.run_id, image.copy(), key=SAMPLES_IMAGE_KEY, step=step, synchronous=True)
         named = picture.with_name(f"step_{step:07d}.png")
