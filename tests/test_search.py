@@ -109,6 +109,7 @@ def test_pbt_perturbs_running_trials_which_continue_from_checkpoints(tmp_path):
     Every trial's end is read from its MLflow run: under PBT, Tune's ``result.json`` may miss a
     trial's last report (its ``progress.csv`` and the search's own record hold it)."""
     import yaml
+
     from mlflow import MlflowClient
 
     assert search("pbt_grid25.yaml", tmp_path, "pbt") == 0

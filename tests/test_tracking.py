@@ -28,7 +28,6 @@ from pipelines.tracking.target import embedded_target, resolve_tracking
 from trainables.errors import UsageError
 
 
-
 def tune_trials(folder: Path) -> dict[str, list[dict]]:
     """Each trial's reports, as Tune wrote them."""
     return trial_rows(folder / "tune")
