@@ -31,6 +31,7 @@ from trainables.cohort.stacked_net import StackedNet
 from trainables.core.config import config_from_dict
 from trainables.core.models import build_discriminator, build_generator
 from trainables.data.datasets import load_dataset
+from trainables.data.records import as_samples
 
 COHORT_SIZES = {"cpu": (2, 8, 32), "cuda": (8, 32, 128)}
 
@@ -170,7 +171,7 @@ def main() -> None:
     torch.set_default_device(device)
     for slots in COHORT_SIZES[device.type]:
         z = torch.randn(slots, config.batch_size, config.latent_dim)
-        real = data.train_x[torch.randint(0, data.train_x.shape[0], (slots, config.batch_size))]
+        real = as_samples(data.train_x[torch.randint(0, data.train_x.shape[0], (slots, config.batch_size))])
         loops = {"vmap": backward_loop(*stacked_step(config, slots), z, real),
                  "fused": backward_loop(*fused_step(config, slots), z, real)}
         rates = fastest_rates(loops, device, args.warmup, steps, args.rounds)

@@ -23,6 +23,7 @@ from trainables.core.models import build_discriminator, build_generator
 from trainables.core.optimizers import build_optimizer
 from trainables.core.trainer import Trainer
 from trainables.data.datasets import load_dataset
+from trainables.data.records import as_samples
 
 VARIANTS = {
     "gan": {"loss": "gan"},
@@ -42,10 +43,10 @@ def plain_loop(config, data, device: torch.device) -> Loop:
     def next_batch() -> torch.Tensor:
         nonlocal batches
         try:
-            return next(batches)[0]
+            return as_samples(next(batches)[0])
         except StopIteration:
             batches = iter(loader)
-            return next(batches)[0]
+            return as_samples(next(batches)[0])
 
     def step() -> None:
         for _ in range(config.d_steps):

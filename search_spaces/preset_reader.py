@@ -8,14 +8,15 @@ combination the trainer refuses fails here, before Ray starts.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Mapping
 
 from search_spaces.preset_types import PBT_DEFAULT_MUTATIONS, Budget, Resources, Scheduler, SearchPreset
 from search_spaces.space import Choice, Param, Pinned, Range, full_space
-from trainables.core.config import LOSS_KEYS, OPTIMIZER_KEYS, TrainConfig, config_from_dict
+from trainables.core.config import FILE_KEYS, LOSS_KEYS, OPTIMIZER_KEYS, TrainConfig, config_from_dict
 from trainables.core.models import ARCHITECTURES
-from trainables.data.datasets import DATASETS
-from trainables.errors import ConfigError
+from trainables.data.datasets import DATASETS, resolve_files, spec_of
+from trainables.errors import ConfigError, UsageError
 
 SEARCHERS = ("tpe", "random", "qmc")
 SCHEDULERS = ("asha", "fifo", "pbt")
@@ -134,6 +135,44 @@ class PresetReader:
             del params[key]
         return params
 
+    def files(self, dataset: str, params: dict[str, Param], raw: Mapping[str, Any]) -> dict[str, Param]:
+        """For the user's images: ``data_root`` made absolute (trials run in folders of their own), and
+        ``image_size``, ``channels`` and ``num_classes`` read from the files and pinned, so every trial,
+        checkpoint and export knows the images' shape without the files. Unlabelled images pin
+        ``conditional`` to false unless the preset asked for it, which is then one line."""
+        if not DATASETS[dataset].from_files:
+            return params
+        for key in ("data_root", *FILE_KEYS):
+            if key in params and not isinstance(params[key], Pinned):
+                raise self.fail(f"params.{key}", "must be a single value: every trial trains on the same images")
+        given = {key: params[key].value for key in ("data_root", *FILE_KEYS) if key in params}
+        if not given.get("data_root"):
+            raise self.fail("params.data_root", f"dataset {dataset} needs the path of its "
+                            f"{'folder of images' if dataset == 'folder' else '.npy or .npz file'}")
+        given["data_root"] = str(Path(given["data_root"]).expanduser().resolve())
+        conditional = params["conditional"]
+        asked = {conditional.value} if isinstance(conditional, Pinned) else set(conditional.values)
+        try:
+            resolved = resolve_files(TrainConfig(dataset=dataset, conditional=True in asked and "conditional" in raw,
+                                                 **given))
+        except UsageError as err:
+            raise self.fail("params", str(err).removeprefix("config: ")) from None
+        pinned = {key: Pinned(getattr(resolved, key)) for key in ("data_root", *FILE_KEYS)}
+        if resolved.num_classes < 2:
+            pinned["conditional"] = Pinned(False)
+        return {**params, **pinned}
+
+    def check_reported(self, preset: SearchPreset) -> None:
+        """The metric and the floor must be among what the dataset reports (unlabelled images report
+        no class metrics)."""
+        if not DATASETS[preset.dataset].from_files:
+            return
+        reported = spec_of(preset.data_config()).metrics
+        for where, metric in [("metric", preset.metric), *((f"floor.{key}", key) for key in preset.floor)]:
+            if metric not in reported:
+                raise self.fail(where, f"{metric!r} needs class labels, which these images do not have; use one of "
+                                f"{', '.join(reported)}")
+
     # -------------------------------------------------------------------- the rest
     def metric(self, dataset: str, raw: Mapping[str, Any]) -> tuple[str, str]:
         known, objectives = DATASETS[dataset].metrics, DATASETS[dataset].objectives
@@ -226,7 +265,7 @@ class PresetReader:
         if "dataset" not in raw:
             raise self.fail("dataset", f"missing; choose one of {', '.join(DATASETS)}")
         dataset = self.choice("dataset", raw["dataset"], tuple(DATASETS))
-        params = self.params(dataset, raw.get("params"))
+        params = self.files(dataset, self.params(dataset, raw.get("params")), raw.get("params") or {})
         metric, mode = self.metric(dataset, raw)
         searcher, seed = self.searcher(raw)
         budget = self.budget(raw)
@@ -235,6 +274,7 @@ class PresetReader:
             scheduler=self.scheduler(raw, params, budget), budget=budget, resources=self.resources(raw),
             floor=self.floor(dataset, raw),
         )
+        self.check_reported(preset)
         self.check_corners(preset)
         return preset
 

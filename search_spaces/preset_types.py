@@ -71,6 +71,13 @@ class SearchPreset:
         pinned = self.params.get("eval_every")
         return pinned.value if isinstance(pinned, Pinned) else TrainConfig.eval_every
 
+    def data_config(self) -> TrainConfig:
+        """A trainer config of the search's data alone: its dataset and the data keys it pins
+        (``data_root``, and for the user's images their shape and classes)."""
+        keys = ("data_root", "image_size", "channels", "num_classes")
+        return TrainConfig(dataset=self.dataset, **{key: self.params[key].value for key in keys
+                                                    if isinstance(self.params.get(key), Pinned)})
+
     def define_by_run(self) -> DefineByRun:
         """The trial's config: the params plus the dataset and the step budget, always pinned."""
         fixed = {"dataset": Pinned(self.dataset), "steps": Pinned(self.budget.max_steps)}

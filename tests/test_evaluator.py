@@ -15,7 +15,7 @@ import torch
 
 from pipelines.cli import main
 from trainables.data.datasets import load_dataset
-from trainables.data.records import DataBundle
+from trainables.data.records import DataBundle, as_samples
 from trainables.quality.evaluator_cache import load_or_train_evaluator
 from trainables.quality.objectives import IMAGE_METRICS
 from trainables.quality.scoring import build_quality
@@ -31,7 +31,7 @@ def mnist_quality(mnist):
 
 @pytest.fixture(scope="session")
 def real_train_scores(mnist, mnist_quality) -> dict:
-    return mnist_quality.evaluate(mnist.train_x[:10_000], mnist.train_y[:10_000])
+    return mnist_quality.evaluate(as_samples(mnist.train_x[:10_000]), mnist.train_y[:10_000])
 
 
 def _tiny_mnist(mnist: DataBundle) -> DataBundle:
@@ -53,7 +53,7 @@ def test_mnist_evaluator_reaches_99_percent_and_records_its_hash(mnist_quality):
 def test_second_load_reuses_the_cached_evaluator(mnist, mnist_quality):
     first = mnist_quality.evaluator
     written = first.weights_path.stat().st_mtime_ns
-    again = load_or_train_evaluator("mnist", None, CPU, data=mnist)
+    again = load_or_train_evaluator(mnist, CPU)
     assert not again.trained_now
     assert again.weights_path == first.weights_path
     assert again.weights_path.stat().st_mtime_ns == written
@@ -79,7 +79,7 @@ def test_scores_are_plain_numbers_with_label_accuracy_only_when_labels_are_given
     assert type(real_train_scores["classes_covered"]) is int
     assert real_train_scores["evaluator_hash"] == mnist_quality.evaluator_hash
     assert real_train_scores["label_accuracy"] >= 0.99
-    images, labels = mnist.test_x[:2000], mnist.test_y[:2000]
+    images, labels = mnist.test_samples()[:2000], mnist.test_y[:2000]
     wrong_labels = mnist_quality.evaluate(images, (labels + 1) % 10)
     assert wrong_labels["label_accuracy"] < 0.02
     assert "label_accuracy" not in mnist_quality.evaluate(images)
@@ -87,13 +87,13 @@ def test_scores_are_plain_numbers_with_label_accuracy_only_when_labels_are_given
 
 def test_evaluate_builds_no_autograd_graph(mnist, mnist_quality):
     scale = torch.ones((), requires_grad=True)
-    scores = mnist_quality.evaluate(mnist.test_x[:1000] * scale)
+    scores = mnist_quality.evaluate(mnist.test_samples()[:1000] * scale)
     assert all(not isinstance(value, torch.Tensor) for value in scores.values())
     assert scale.grad is None and scale.grad_fn is None
 
 
 def test_a_collapsed_generator_covers_one_class(mnist, mnist_quality, real_train_scores):
-    ones = mnist.train_x[mnist.train_y == 1][:2000]
+    ones = as_samples(mnist.train_x[mnist.train_y == 1][:2000])
     scores = mnist_quality.evaluate(ones)
     assert scores["classes_covered"] == 1
     assert scores["class_entropy"] < 0.1
@@ -102,7 +102,7 @@ def test_a_collapsed_generator_covers_one_class(mnist, mnist_quality, real_train
 
 
 def test_non_finite_samples_are_refused(mnist, mnist_quality):
-    samples = mnist.test_x[:100].clone()
+    samples = mnist.test_samples()[:100]
     samples[3, 0, 5, 5] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite"):
         mnist_quality.evaluate(samples)
@@ -118,10 +118,10 @@ def test_2d_quality_needs_no_evaluator():
 
 def test_a_corrupt_cached_evaluator_is_rebuilt(mnist, tmp_path):
     tiny = _tiny_mnist(mnist)
-    built = load_or_train_evaluator("mnist", None, CPU, tmp_path, data=tiny)
+    built = load_or_train_evaluator(tiny, CPU, tmp_path)
     assert built.trained_now
     built.weights_path.write_bytes(b"not a safetensors file")
-    rebuilt = load_or_train_evaluator("mnist", None, CPU, tmp_path, data=tiny)
+    rebuilt = load_or_train_evaluator(tiny, CPU, tmp_path)
     assert rebuilt.trained_now
     assert rebuilt.evaluator_hash == built.evaluator_hash  # the seeded recipe reproduces the same weights
     assert hashlib.sha256(rebuilt.weights_path.read_bytes()).hexdigest() == rebuilt.evaluator_hash
@@ -129,7 +129,7 @@ def test_a_corrupt_cached_evaluator_is_rebuilt(mnist, tmp_path):
 
 def _build_in_child(cache_dir: str, tiny: DataBundle) -> tuple[bool, str]:
     torch.set_num_threads(1)
-    evaluator = load_or_train_evaluator("mnist", None, CPU, cache_dir, data=tiny)
+    evaluator = load_or_train_evaluator(tiny, CPU, cache_dir)
     return evaluator.trained_now, evaluator.evaluator_hash
 
 
@@ -145,7 +145,7 @@ def test_two_processes_building_at_once_train_once(mnist, tmp_path):
     one trains and the other reuses its cache."""
     tiny = _tiny_mnist(mnist)
     # The lock's file name follows from the data and the recipe, not from the folder: learn it once.
-    assert load_or_train_evaluator("mnist", None, CPU, tmp_path / "probe", data=tiny).trained_now
+    assert load_or_train_evaluator(tiny, CPU, tmp_path / "probe").trained_now
     lock_name, = [path.name for path in (tmp_path / "probe").glob("*.lock")]
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from checks import worse_by
 
+from trainables.data.records import as_samples
 from trainables.quality.objectives import IMAGE_METRICS, IMAGE_OBJECTIVES
 from trainables.quality.scoring import ImageQuality, build_quality
 
@@ -31,11 +32,11 @@ def quality(mnist) -> ImageQuality:
 
 @pytest.fixture(scope="module")
 def generators(mnist) -> dict[str, torch.Tensor]:
-    real = mnist.train_x[:SAMPLES]
+    real = as_samples(mnist.train_x[:SAMPLES])
     noise = torch.randn(real.shape, generator=torch.Generator().manual_seed(0))
     return {
         "real": real,
-        "collapsed": mnist.train_x[mnist.train_y < KEPT_CLASSES][:SAMPLES],
+        "collapsed": as_samples(mnist.train_x[mnist.train_y < KEPT_CLASSES][:SAMPLES]),
         "off_data": (real + NOISE_STD * noise).clamp(-1, 1),
     }
 

@@ -95,8 +95,9 @@ def test_real_images_are_a_grid_of_training_images(data_root, tmp_path):
     from matplotlib.image import imread
 
     from pipelines.report.figures import write_real_picture
+    from trainables.core.train_config import TrainConfig
 
-    picture = imread(write_real_picture("mnist", str(data_root), tmp_path / "real.png"))
+    picture = imread(write_real_picture(TrainConfig(dataset="mnist", data_root=str(data_root)), tmp_path / "real.png"))
     assert picture.shape[0] == picture.shape[1] == 2 + 8 * 30  # torchvision's 8x8 grid of 28-pixel images
     assert picture.std() > 0.1
 

@@ -22,8 +22,9 @@ from trainables.core.checkpoint import load_checkpoint
 from trainables.core.config import TrainConfig, config_from_dict
 from trainables.core.models import build_generator
 from trainables.core.pictures import picture_size, write_picture
-from trainables.data.datasets import DATASETS
+from trainables.data.datasets import spec_of
 from trainables.data.loading import balanced_labels
+from trainables.data.records import DatasetSpec
 from trainables.errors import UsageError
 from trainables.export_reader import (
     CARD_FILE,
@@ -51,7 +52,7 @@ class GeneratorRecord:
 
     @property
     def spec(self) -> GeneratorSpec:
-        dataset = DATASETS[self.config.dataset]
+        dataset = spec_of(self.config)
         return GeneratorSpec(self.config.latent_dim, self.config.conditional, dataset.num_classes, dataset.shape)
 
     def build(self) -> torch.nn.Module:
@@ -84,12 +85,12 @@ def _export_program(generator: torch.nn.Module, spec: GeneratorSpec, path: Path)
 
 
 @torch.no_grad()
-def write_samples(path: Path, generator: torch.nn.Module, spec: GeneratorSpec, dataset: str) -> None:
+def write_samples(path: Path, generator: torch.nn.Module, spec: GeneratorSpec, dataset: DatasetSpec) -> None:
     """The same picture the trainer draws, from noise of a fixed seed."""
-    count, rows = picture_size(DATASETS[dataset], spec.conditional)
+    count, rows = picture_size(dataset, spec.conditional)
     z = torch.randn(count, spec.latent_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
     labels = balanced_labels(count, spec.num_classes) if spec.conditional else None
-    write_picture(path, generator(z, labels), DATASETS[dataset], rows)
+    write_picture(path, generator(z, labels), dataset, rows)
 
 
 def _model_card(record: GeneratorRecord) -> str:
@@ -97,7 +98,7 @@ def _model_card(record: GeneratorRecord) -> str:
     variant = f"{config.loss} loss, {config.arch} architecture" + (", conditional" if config.conditional else "")
     if config.spectral_norm:
         variant += ", spectral norm in D"
-    dataset = DATASETS[config.dataset]
+    dataset = spec_of(config)
     lines = [
         f"# GAN generator: {config.dataset}",
         "",
@@ -147,7 +148,7 @@ def _fill_folder(folder: Path, record: GeneratorRecord) -> None:
     }
     (folder / CONFIG_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     _export_program(generator, spec, folder / PROGRAM_FILE)
-    write_samples(folder / SAMPLES_FILE, generator, spec, record.config.dataset)
+    write_samples(folder / SAMPLES_FILE, generator, spec, spec_of(record.config))
     (folder / CARD_FILE).write_text(_model_card(record))
 
 

@@ -23,6 +23,7 @@ from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from pipelines.report.stats import ALL_TRIALS, Curve, StatusRow
+from trainables.core.train_config import TrainConfig
 
 DPI = 100
 REAL_IMAGES = 64  # an 8x8 grid, the size of a trial's sample grid
@@ -100,19 +101,21 @@ def draw_slices(study, params: Sequence[str], metric: str, path: Path) -> Path:
     return _save(figure, path)
 
 
-def write_real_picture(dataset: str, data_root: str | None, path: Path) -> Path:
-    """Real data drawn as a trial's samples are: the true mixture's scatter, or a grid of training images."""
+def write_real_picture(data: TrainConfig, path: Path) -> Path:
+    """Real data drawn as a trial's samples are: the true mixture's scatter, or a grid of training images.
+
+    ``data``: a config of the search's data (``SearchPreset.data_config``)."""
     import torch
 
     from trainables.core.pictures import SCATTER_POINTS, write_picture
-    from trainables.data.datasets import DATASETS
-    from trainables.data.loading import load
+    from trainables.data.datasets import load_data, spec_of
+    from trainables.data.records import as_samples
 
-    spec = DATASETS[dataset]
+    spec = spec_of(data)
     generator = torch.Generator().manual_seed(0)
     if spec.is_image:
-        images = load(spec, data_root).train_x
-        real = images[torch.randperm(images.shape[0], generator=generator)[:REAL_IMAGES]]
+        images = load_data(data).train_x
+        real = as_samples(images[torch.randperm(images.shape[0], generator=generator)[:REAL_IMAGES]])
     else:
         real, _ = spec.mixture.sample(SCATTER_POINTS, generator)
     write_picture(path, real, spec)

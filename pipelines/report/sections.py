@@ -65,10 +65,16 @@ def _real_panel(search: SearchRecord, data_root: str | None, scratch: Path) -> t
 
     if search.dataset not in DATASETS:
         return None, f"Real data is not shown: the search records no known dataset ({search.dataset!r})."
+    from trainables.core.config import FILE_KEYS
+    from trainables.core.train_config import TrainConfig
+
     roots = {trial.params["data_root"] for trial in search.trials if "data_root" in trial.params}
     root = data_root or (roots.pop() if len(roots) == 1 else None)
+    shape = {key: int(value) for key, value in (search.trials[0].params if search.trials else {}).items()
+             if key in FILE_KEYS}
     try:
-        return figures.write_real_picture(search.dataset, root, scratch / "real.png"), None
+        data = TrainConfig(dataset=search.dataset, data_root=root, **shape)
+        return figures.write_real_picture(data, scratch / "real.png"), None
     except (UsageError, OSError) as err:
         return None, f"Real data is not shown: {err}"
 

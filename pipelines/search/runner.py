@@ -195,7 +195,7 @@ def build_tuner(run: SearchRun):
 
 def prepare_evaluator(preset: SearchPreset) -> None:
     """Build the image evaluator once on the driver, so concurrent trials find it cached."""
-    from trainables.data.datasets import DATASETS
+    from trainables.data.datasets import DATASETS, load_data
 
     if not DATASETS[preset.dataset].is_image:
         return
@@ -203,8 +203,11 @@ def prepare_evaluator(preset: SearchPreset) -> None:
 
     from trainables.quality.evaluator_cache import load_or_train_evaluator
 
+    config = preset.data_config()
+    if not DATASETS[preset.dataset].from_files and config.data_root is None:
+        config = dataclasses.replace(config, data_root=os.environ.get("GANTUNE_DATA_ROOT"))
     with announced(f"loading the {preset.dataset} evaluator (trained and cached on first use)"):
-        evaluator = load_or_train_evaluator(preset.dataset, os.environ.get("GANTUNE_DATA_ROOT"), torch.device("cpu"))
+        evaluator = load_or_train_evaluator(load_data(config), torch.device("cpu"))
     print(f"evaluator {evaluator.evaluator_hash[:12]}", flush=True)
 
 

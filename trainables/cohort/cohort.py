@@ -43,7 +43,8 @@ from trainables.core.precision import training_autocast
 from trainables.core.report_loop import ReportFiles
 from trainables.core.schedule import ends_run, reports_at, steps_to_report
 from trainables.core.trainer import CRITIC_SIGNALS, GENERATOR_SIGNALS, Trainer
-from trainables.data.datasets import load_dataset
+from trainables.data.datasets import load_data, resolve_files
+from trainables.data.loading import to_device
 from trainables.data.records import DataBundle
 from trainables.errors import ConfigError
 from trainables.quality.scoring import build_quality
@@ -59,11 +60,12 @@ class Cohort:
     """
 
     def __init__(self, shape: TrainConfig, slots: int, data: DataBundle | None = None):
+        shape = resolve_files(shape)
         self.shape = shape
         self.shape_key = cohort_shape(shape)
         self.capacity = slots
         self.device = resolve_device(shape.device)
-        self.data = (data or load_dataset(shape.dataset, shape.data_root)).to(self.device)
+        self.data = to_device(data or load_data(shape), self.device)
         template = Trainer(shape, self.data)
         self.generator = StackedNet(template.generator, slots, shape.conditional)
         self.discriminator = StackedNet(template.discriminator, slots, shape.conditional)
@@ -183,7 +185,7 @@ class Cohort:
     def _critic_step(self, sub_step: SubStep) -> None:
         with self.generator.restricted(sub_step) as generate, self.discriminator.restricted(sub_step) as criticise:
             real_index = self._draw(sub_step, self._indices(self.data.train_x.shape[0]))
-            real, labels = self.data.train_x[real_index], self.data.train_y[real_index]
+            real, labels = self.data.train_at(real_index)
             labels = labels if self.shape.conditional else None
             z = self._draw(sub_step, self._noise)
             with self._autocast():

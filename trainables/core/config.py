@@ -26,6 +26,7 @@ from trainables.core.optimizers import OPTIMIZERS
 from trainables.core.precision import MIXED_PRECISIONS
 from trainables.core.train_config import TrainConfig
 from trainables.data.datasets import DATASETS
+from trainables.data.files import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from trainables.errors import ConfigError
 
 # Defaults of the shared keys that a loss may change (see ``LossSpec.defaults``).
@@ -117,7 +118,13 @@ _RANGES = (
     (lambda v: v >= 2, "must be >= 2", ("batch_size",)),
     (lambda v: v >= 4, "must be >= 4", ("width",)),
     (lambda v: v >= 100, "must be >= 100", ("eval_samples",)),
+    (lambda v: v in (1, 3), "must be 1 (grey) or 3 (RGB)", ("channels",)),
+    (lambda v: MIN_IMAGE_SIZE <= v <= MAX_IMAGE_SIZE, f"must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}",
+     ("image_size",)),
+    (lambda v: v >= 0, "must be >= 0", ("num_classes",)),
 )
+# Keys that describe the user's own images, and apply to no built-in dataset.
+FILE_KEYS = ("image_size", "channels", "num_classes")
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
@@ -144,6 +151,11 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     _fill_defaults(values, OPTIMIZERS[values["optimizer"]].options)
     arch = values.get("arch", TrainConfig.arch)
     dataset = values.get("dataset", TrainConfig.dataset)
+    if not DATASETS[dataset].from_files:
+        for key in FILE_KEYS:
+            if values.get(key) is not None:
+                files = ", ".join(name for name, spec in DATASETS.items() if spec.from_files)
+                raise ConfigError(f"config: {key} applies only to the datasets read from files ({files}); remove it")
     if ARCHITECTURES[arch].images_only and not DATASETS[dataset].is_image:
         points = ", ".join(name for name, spec in ARCHITECTURES.items() if not spec.images_only)
         raise ConfigError(f"config: arch {arch!r} needs an image dataset; use arch {points} for {dataset}")

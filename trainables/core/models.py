@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from trainables.core.losses import LOSSES
 from trainables.core.spectral import spectral_norm_
 from trainables.core.train_config import TrainConfig
-from trainables.data.datasets import DATASETS
+from trainables.data.datasets import spec_of
+from trainables.data.files import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 LEAK = 0.2
 
@@ -80,13 +81,29 @@ def mlp_discriminator_features(shape: tuple[int, ...], width: int) -> tuple[nn.M
 
 
 def _dcgan_geometry(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The smallest feature map and the number of 2x resamplings: 7 and 2 for 28 px, 4 and 3 for 32 px."""
+    """The smallest feature map and the number of 2x resamplings for a square image (Radford et al.'s
+    DCGAN doubles a 4 px map four times for 64 px; here the doublings follow the size): as many
+    doublings as keep the smallest map at 4 px or more (7 and 2 for 28 px, 4 and 3 for 32 px, 4 and
+    4 for 64 px). A size that is not the map times a power of two (18 px: 5 x 4 = 20) is generated
+    one map-pixel larger and centre-cropped."""
     size = shape[-1]
-    if size == 28:
-        return 7, 2
-    if size == 32:
-        return 4, 3
-    raise ValueError(f"dcgan supports 28 or 32 pixel images, got {size}")
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"dcgan builds {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixel images, got {size}")
+    resamplings = (size // 4).bit_length() - 1
+    return -(-size // 2**resamplings), resamplings
+
+
+class CenterCrop(nn.Module):
+    """The central ``size`` x ``size`` pixels of a batch of images."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, images: Tensor) -> Tensor:
+        top = (images.shape[-2] - self.size) // 2
+        left = (images.shape[-1] - self.size) // 2
+        return images[..., top:top + self.size, left:left + self.size]
 
 
 def dcgan_init_(module: nn.Module) -> None:
@@ -115,6 +132,8 @@ def dcgan_generator_body(in_dim: int, shape: tuple[int, ...], width: int) -> nn.
         ]
         channels //= 2
     layers += [nn.ConvTranspose2d(channels, shape[0], 4, 2, 1), nn.Tanh()]
+    if base * 2**upsamplings != shape[-1]:
+        layers.append(CenterCrop(shape[-1]))
     body = nn.Sequential(*layers)
     body.apply(dcgan_init_)
     return body
@@ -122,19 +141,19 @@ def dcgan_generator_body(in_dim: int, shape: tuple[int, ...], width: int) -> nn.
 
 def dcgan_discriminator_features(shape: tuple[int, ...], width: int, batch_norm: bool) -> tuple[nn.Module, int]:
     """Strided convolutions with LeakyReLU; batch norm after the first unless the critic forbids it."""
-    base, downsamplings = _dcgan_geometry(shape)
+    _, downsamplings = _dcgan_geometry(shape)
     layers: list[nn.Module] = [nn.Conv2d(shape[0], width, 4, 2, 1), nn.LeakyReLU(LEAK)]
-    channels = width
+    channels, side = width, shape[-1] // 2  # a stride-2, kernel-4, padding-1 convolution halves, rounding down
     for _ in range(downsamplings - 1):
         layers.append(nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm2d(channels * 2))
         layers.append(nn.LeakyReLU(LEAK))
-        channels *= 2
+        channels, side = channels * 2, side // 2
     layers.append(nn.Flatten())
     features = nn.Sequential(*layers)
     features.apply(dcgan_init_)
-    return features, channels * base * base
+    return features, channels * side * side
 
 
 @dataclass(frozen=True)
@@ -157,13 +176,13 @@ ARCHITECTURES = {
 
 
 def _num_classes(config: TrainConfig) -> int | None:
-    return DATASETS[config.dataset].num_classes if config.conditional else None
+    return spec_of(config).num_classes if config.conditional else None
 
 
 def build_generator(config: TrainConfig) -> Generator:
     num_classes = _num_classes(config)
     in_dim = config.latent_dim + (num_classes or 0)
-    body = ARCHITECTURES[config.arch].generator_body(in_dim, DATASETS[config.dataset].shape, config.width)
+    body = ARCHITECTURES[config.arch].generator_body(in_dim, spec_of(config).shape, config.width)
     return Generator(body, num_classes)
 
 
@@ -177,7 +196,7 @@ def build_discriminator(config: TrainConfig) -> Discriminator:
     """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
     (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
     build_features = ARCHITECTURES[config.arch].discriminator_features
-    features, feature_dim = build_features(DATASETS[config.dataset].shape, config.width, critic_may_normalise(config))
+    features, feature_dim = build_features(spec_of(config).shape, config.width, critic_may_normalise(config))
     discriminator = Discriminator(features, feature_dim, _num_classes(config))
     if config.spectral_norm:
         for module in list(discriminator.modules()):

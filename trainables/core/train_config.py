@@ -15,6 +15,10 @@ from typing import Any
 class TrainConfig:
     dataset: str = "mnist"
     data_root: str | None = None
+    # The user's own images (dataset folder or array) only; filled in from the files when unset.
+    image_size: int | None = None
+    channels: int | None = None
+    num_classes: int | None = None
     arch: str = "dcgan"
     loss: str = "gan"
     minimax: bool | None = None

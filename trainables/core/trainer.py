@@ -32,8 +32,8 @@ from trainables.core.optimizers import build_optimizer
 from trainables.core.pictures import picture_size, write_picture
 from trainables.core.precision import training_autocast
 from trainables.core.schedule import ends_run, steps_to_report
-from trainables.data.datasets import load_dataset
-from trainables.data.loading import balanced_labels
+from trainables.data.datasets import load_data, resolve_files
+from trainables.data.loading import balanced_labels, to_device
 from trainables.data.records import DataBundle
 from trainables.errors import ConfigError
 from trainables.quality.scoring import build_quality
@@ -45,7 +45,8 @@ TRAINING_SIGNALS = (*CRITIC_SIGNALS, *GENERATOR_SIGNALS, "steps_per_s")
 SAMPLE_CHUNK = 1000
 # Keys that shape the saved state (weights, normalisation layers, optimizer moments): a resumed
 # run keeps them, since its checkpoint would not fit a trainer built with other values.
-STATE_KEYS = ("dataset", "arch", "width", "latent_dim", "conditional", "spectral_norm", "loss", "optimizer")
+STATE_KEYS = ("dataset", "image_size", "channels", "num_classes", "arch", "width", "latent_dim", "conditional",
+              "spectral_norm", "loss", "optimizer")
 
 
 def _grad_norm(module: nn.Module) -> Tensor:
@@ -54,10 +55,13 @@ def _grad_norm(module: nn.Module) -> Tensor:
 
 class Trainer:
     def __init__(self, config: TrainConfig, data: DataBundle | None = None):
+        """``data``: the config's dataset when the caller holds it already (a resolved config's, for
+        the user's files); otherwise it is loaded, and the config resolved against the files first."""
+        config = resolve_files(config)
         self.config = config
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        self.data = (data or load_dataset(config.dataset, config.data_root)).to(self.device)
+        self.data = to_device(data or load_data(config), self.device)
         self.generator = build_generator(config).to(self.device)
         self.discriminator = build_discriminator(config).to(self.device)
         self.use_graph = config.cuda_graph and self.device.type == "cuda"

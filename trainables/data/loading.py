@@ -1,18 +1,21 @@
 """Training data held as whole tensors on the training device, and the loaders that make it.
 
 GAN steps are tiny, so a DataLoader with workers costs more than the step itself: the whole
-training set lives on the device and batches are drawn by index there. Images are scaled to
-[-1, 1] (the generator's tanh range); 2-D mixtures are raw coordinates.
+training set lives on the device and batches are drawn by index there. Images stay uint8 there
+(a byte a pixel) and are scaled to [-1, 1] a batch at a time (``records.as_samples``); 2-D
+mixtures are raw coordinates.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from trainables.data.files import FileImages, read_files
 from trainables.data.records import DataBundle, DatasetSpec, Mixture
 from trainables.errors import UsageError
 
@@ -54,18 +57,20 @@ def _torchvision_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torc
             f"put torchvision's files there or set data_root / ${DATA_ROOT_ENV}"
         ) from None
     pixels = torch.as_tensor(dataset.data)
-    if pixels.ndim == 3:
-        pixels = pixels.unsqueeze(1)
-    else:
-        pixels = pixels.permute(0, 3, 1, 2)
-    images = pixels.float().div_(127.5).sub_(1.0).contiguous()
-    return images, torch.as_tensor(dataset.targets, dtype=torch.long)
+    pixels = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
+    return pixels.contiguous(), torch.as_tensor(dataset.targets, dtype=torch.long)
 
 
 def load_images(spec: DatasetSpec, data_root: str | None) -> DataBundle:
     """A torchvision dataset's train and test splits, downloaded into the data root when missing."""
     root = resolve_data_root(data_root)
     return DataBundle(spec, *_torchvision_split(spec, root, train=True), *_torchvision_split(spec, root, train=False))
+
+
+@lru_cache(maxsize=2)
+def file_images(kind: str, data_root: str | None, image_size: int | None, channels: int | None) -> FileImages:
+    """The user's images, read once per process (resolving a config and loading its data both need them)."""
+    return read_files(kind, data_root, image_size, channels)
 
 
 def load_mixture(spec: DatasetSpec, seed: int = 0) -> DataBundle:
@@ -76,9 +81,24 @@ def load_mixture(spec: DatasetSpec, seed: int = 0) -> DataBundle:
     return DataBundle(spec, train_x, train_y, test_x, test_y)
 
 
-def load(spec: DatasetSpec, data_root: str | None = None) -> DataBundle:
+def load(spec: DatasetSpec, data_root: str | None = None, image_size: int | None = None,
+         channels: int | None = None) -> DataBundle:
     """The dataset on the CPU; move it with ``DataBundle.to``."""
+    if spec.from_files:
+        return DataBundle(spec, *file_images(spec.name, data_root, image_size, channels).split())
     return load_images(spec, data_root) if spec.is_image else load_mixture(spec)
+
+
+def to_device(data: DataBundle, device: torch.device) -> DataBundle:
+    """``data`` moved to ``device``; a dataset larger than the GPU's free memory is one line, not an
+    out-of-memory error halfway through the copy."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        if data.nbytes > free:
+            raise UsageError(f"data: {data.spec.name} takes {data.nbytes / 2**30:.2f} GiB and {device} has "
+                             f"{free / 2**30:.2f} GiB free of {total / 2**30:.2f}; use fewer or smaller images "
+                             "(image_size, channels) or a device with more memory")
+    return data.to(device)
 
 
 def balanced_labels(n: int, num_classes: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -1,8 +1,9 @@
 """The evaluator of each image dataset, trained once and cached on disk.
 
-The cache file's name hashes the training recipe and the data, and the sha256 of its weights
-file is the ``evaluator_hash`` that every reported ``fd`` carries: two ``fd`` values are
-comparable only under the same hash. Concurrent trials build one evaluator; the rest wait for it.
+The cache file's name hashes the training recipe and the data (every pixel and label, so a
+changed folder of the user's images trains a new one), and the sha256 of its weights file is
+the ``evaluator_hash`` that every reported ``fd`` carries: two ``fd`` values are comparable only
+under the same hash. Concurrent trials build one evaluator; the rest wait for it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from typing import Iterator
 import torch
 
 from trainables.atomic import write_atomically
-from trainables.data.datasets import image_dataset
-from trainables.data.loading import load
-from trainables.data.records import DataBundle, DatasetSpec, Recipe
-from trainables.quality.evaluator_net import EvaluatorNet, build_net, train_evaluator
+from trainables.data.datasets import evaluator_recipe
+from trainables.data.records import DataBundle, Recipe
+from trainables.quality.evaluator_net import EvaluatorNet, build_net, head_size, train_evaluator
 
 CACHE_DIR_ENV = "GANTUNE_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "gantune"
@@ -36,17 +36,12 @@ class Evaluator:
 
     net: EvaluatorNet
     dataset: str
-    test_accuracy: float
+    test_accuracy: float | None  # at the recipe's task (classes or quarter turns); None for random features
     evaluator_hash: str
     weights_path: Path
     recipe: Recipe
     train_seconds: float
     trained_now: bool  # False when it was loaded from the cache
-
-
-def _cpu_data(spec: DatasetSpec, data_root: str | None, data: DataBundle | None) -> DataBundle:
-    """The dataset as CPU tensors, loaded unless the caller passed it."""
-    return load(spec, data_root) if data is None else data.to(torch.device("cpu"))
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
@@ -107,7 +102,7 @@ def _from_record(net: EvaluatorNet, paths: _CachePaths, record: dict, trained_no
     )
 
 
-def _read_cache(paths: _CachePaths, dataset: str, device: torch.device) -> Evaluator | None:
+def _read_cache(paths: _CachePaths, bundle: DataBundle, recipe: Recipe, device: torch.device) -> Evaluator | None:
     """The cached evaluator, or None when it is missing, half-written or does not match its record."""
     from safetensors.torch import load_file
 
@@ -118,8 +113,7 @@ def _read_cache(paths: _CachePaths, dataset: str, device: torch.device) -> Evalu
         state = load_file(paths.weights, device=str(device))
     except (OSError, ValueError, KeyError):
         return None
-    spec = image_dataset(dataset)
-    net = build_net(spec.shape, spec.num_classes).to(device)
+    net = build_net(bundle.spec.shape, head_size(recipe.task, bundle.spec.num_classes)).to(device)
     net.load_state_dict(state)
     return _from_record(net, paths, record, trained_now=False)
 
@@ -137,30 +131,22 @@ def _write_cache(paths: _CachePaths, net: EvaluatorNet, record: dict) -> str:
     return weights_hash
 
 
-def load_or_train_evaluator(
-    dataset: str,
-    data_root: str | None,
-    device: torch.device,
-    cache_dir: str | Path | None = None,
-    *,
-    data: DataBundle | None = None,
-) -> Evaluator:
-    """The dataset's evaluator from the cache, trained and cached first when it is not there.
+def load_or_train_evaluator(data: DataBundle, device: torch.device, cache_dir: str | Path | None = None) -> Evaluator:
+    """The evaluator of the image dataset ``data`` from the cache, trained and cached first when it is not there.
 
-    ``data`` skips reloading when the caller holds the dataset already. Concurrent callers
-    serialise on a lock file; the ones that waited then find the finished cache.
+    Concurrent callers serialise on a lock file; the ones that waited then find the finished cache.
     """
-    spec = image_dataset(dataset)
-    bundle = _cpu_data(spec, data_root, data)
-    recipe = spec.recipe
+    bundle = data.to(torch.device("cpu"))
+    recipe = evaluator_recipe(bundle)
+    dataset = bundle.spec.name
     root = resolve_cache_dir(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     paths = _CachePaths.of(root, dataset, cache_key(bundle, recipe))
-    cached = _read_cache(paths, dataset, device)
+    cached = _read_cache(paths, bundle, recipe, device)
     if cached is not None:
         return cached
     with _exclusive(paths.lock):
-        cached = _read_cache(paths, dataset, device)
+        cached = _read_cache(paths, bundle, recipe, device)
         if cached is not None:
             return cached
         started = time.perf_counter()

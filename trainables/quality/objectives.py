@@ -31,6 +31,9 @@ IMAGE_METRICS = {
     "classes_covered": "max",
     "label_accuracy": "max",
 }
+# What an image run reports without class predictions: unlabelled data scored in the features of a
+# label-free evaluator, or of the user's own feature extractor.
+FEATURE_METRICS = {key: IMAGE_METRICS[key] for key in ("fd", "kid", *KNN_METRICS)}
 MIXTURE_METRICS = {"js_modes": "min", **KNN_METRICS, "modes_covered": "max", "high_quality": "max", "kl_modes": "min"}
 # Objectives first: the first is a preset's default metric.
 IMAGE_OBJECTIVES = ("fd", "kid", "coverage")

@@ -63,7 +63,8 @@ class EvaluatorFeatures(nn.Module):
 
 class ImageQuality(Quality):
     """Evaluator-based scores against the real test set: the objectives ``fd``, ``kid`` and
-    ``coverage``, and ``is``, precision, recall, density and collapse signals as diagnostics."""
+    ``coverage``, and precision, recall and density as diagnostics; with a classifier evaluator
+    (``num_classes`` > 0), also ``is`` and the class-collapse signals."""
 
     def __init__(self, evaluator: Evaluator, test_images: torch.Tensor, num_classes: int) -> None:
         from torchmetrics.image.kid import KernelInceptionDistance  # seconds to import; 2-D runs skip it
@@ -100,17 +101,26 @@ class ImageQuality(Quality):
         self.kid.reset()
         self.kid.update(samples, real=False)
         features = self.kid.fake_features[0]
-        with torch.inference_mode():
-            probs = net.head(features).double().softmax(dim=1).cpu()
         mean, cov = (t.cpu() for t in metrics.feature_statistics(features))
         report = {
             "fd": metrics.frechet_distance(mean, cov, self.test_mean, self.test_cov),
             "kid": self._kid(features.shape[0]),
             **metrics.manifold_metrics(self.test_manifold, features[:MANIFOLD_POINTS].cpu()),
+            "evaluator_hash": self.evaluator_hash,
+        }
+        if self.num_classes:
+            report.update(self._class_metrics(features, requested_labels))
+        return report
+
+    def _class_metrics(self, features: torch.Tensor, requested_labels: torch.Tensor | None) -> dict:
+        """``is``, ``class_entropy``, ``classes_covered`` and (labels requested) ``label_accuracy``:
+        the classifier head's predictions on the features already computed."""
+        with torch.inference_mode():
+            probs = self.evaluator.net.head(features).double().softmax(dim=1).cpu()
+        report = {
             "is": metrics.inception_score(probs),
             "class_entropy": metrics.class_entropy(probs, self.num_classes),
             "classes_covered": metrics.classes_covered(probs, self.num_classes),
-            "evaluator_hash": self.evaluator_hash,
         }
         if requested_labels is not None:
             agree = probs.argmax(dim=1) == requested_labels.detach().cpu()
@@ -152,5 +162,6 @@ def build_quality(data: DataBundle, device: torch.device, cache_dir: str | Path 
     spec = data.spec
     if not spec.is_image:
         return MixtureQuality(spec.mixture, data.test_x)
-    evaluator = load_or_train_evaluator(spec.name, None, device, cache_dir, data=data)
-    return ImageQuality(evaluator, data.test_x, spec.num_classes)
+    evaluator = load_or_train_evaluator(data, device, cache_dir)
+    classes = spec.num_classes if evaluator.recipe.task == "classes" else 0
+    return ImageQuality(evaluator, data.test_samples(), classes)

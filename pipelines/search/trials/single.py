@@ -9,6 +9,7 @@ leave ASHA unable to stop it and Optuna unable to finish it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import tempfile
@@ -24,7 +25,7 @@ from trainables.core.checkpoint import CHECKPOINT_FILE, RESTORE_NOTE
 from trainables.core.config import TrainConfig, config_from_dict
 from trainables.core.report_loop import ReportFiles, run_reports
 from trainables.core.trainer import Trainer
-from trainables.data.datasets import load_dataset
+from trainables.data.datasets import dataset_spec, load_data
 from trainables.data.loading import resolve_data_root
 from trainables.data.records import DataBundle
 from trainables.errors import UnreadableCheckpoint
@@ -33,14 +34,17 @@ from trainables.quality.objectives import worst_value
 STRING_METRICS = ("status", "evaluator_hash")
 
 # One copy of each dataset per worker process: with actor reuse, later trials skip the load.
-_DATASETS: dict[tuple[str, str | None], DataBundle] = {}
+_DATASETS: dict[tuple, DataBundle] = {}
 
 
 def dataset_for(config: TrainConfig) -> DataBundle:
-    root = str(resolve_data_root(config.data_root).resolve())
-    key = (config.dataset, root)
+    """The trial's dataset; a built-in one from the data root the trial resolves (the driver's
+    ``$GANTUNE_DATA_ROOT`` travels with it), the user's files from the path the preset pinned."""
+    if not dataset_spec(config.dataset).from_files:
+        config = dataclasses.replace(config, data_root=str(resolve_data_root(config.data_root).resolve()))
+    key = (config.dataset, config.data_root, config.image_size, config.channels, config.num_classes)
     if key not in _DATASETS:
-        _DATASETS[key] = load_dataset(config.dataset, root)
+        _DATASETS[key] = load_data(config)
     return _DATASETS[key]
 
 
