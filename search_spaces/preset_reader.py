@@ -162,16 +162,27 @@ class PresetReader:
             pinned["conditional"] = Pinned(False)
         return {**params, **pinned}
 
+    def user_evaluator(self, params: dict[str, Param]) -> dict[str, Param]:
+        """The user's feature extractor, if any: one file for every trial, its path made absolute."""
+        evaluator = params.get("evaluator")
+        if evaluator is None:
+            return params
+        if not isinstance(evaluator, Pinned):
+            raise self.fail("params.evaluator", "must be a single value: every trial is scored by the same features")
+        if evaluator.value is None:
+            return params
+        return {**params, "evaluator": Pinned(str(Path(evaluator.value).expanduser().resolve()))}
+
     def check_reported(self, preset: SearchPreset) -> None:
-        """The metric and the floor must be among what the dataset reports (unlabelled images report
-        no class metrics)."""
-        if not DATASETS[preset.dataset].from_files:
+        """The metric and the floor must be among what the dataset reports (unlabelled images, and
+        images scored by the user's own features, report no class metrics)."""
+        if not DATASETS[preset.dataset].is_image:
             return
         reported = spec_of(preset.data_config()).metrics
         for where, metric in [("metric", preset.metric), *((f"floor.{key}", key) for key in preset.floor)]:
             if metric not in reported:
-                raise self.fail(where, f"{metric!r} needs class labels, which these images do not have; use one of "
-                                f"{', '.join(reported)}")
+                raise self.fail(where, f"{metric!r} needs class labels and the classifier evaluator, which this "
+                                f"search has not; use one of {', '.join(reported)}")
 
     # -------------------------------------------------------------------- the rest
     def metric(self, dataset: str, raw: Mapping[str, Any]) -> tuple[str, str]:
@@ -266,6 +277,7 @@ class PresetReader:
             raise self.fail("dataset", f"missing; choose one of {', '.join(DATASETS)}")
         dataset = self.choice("dataset", raw["dataset"], tuple(DATASETS))
         params = self.files(dataset, self.params(dataset, raw.get("params")), raw.get("params") or {})
+        params = self.user_evaluator(params)
         metric, mode = self.metric(dataset, raw)
         searcher, seed = self.searcher(raw)
         budget = self.budget(raw)

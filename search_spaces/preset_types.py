@@ -73,8 +73,8 @@ class SearchPreset:
 
     def data_config(self) -> TrainConfig:
         """A trainer config of the search's data alone: its dataset and the data keys it pins
-        (``data_root``, and for the user's images their shape and classes)."""
-        keys = ("data_root", "image_size", "channels", "num_classes")
+        (``data_root``, for the user's images their shape and classes, and the user's evaluator)."""
+        keys = ("data_root", "image_size", "channels", "num_classes", "evaluator")
         return TrainConfig(dataset=self.dataset, **{key: self.params[key].value for key in keys
                                                     if isinstance(self.params.get(key), Pinned)})
 

@@ -123,10 +123,24 @@ def plan(args):
     tracking = resolve_tracking(args.tracking_uri, args.experiment, folder.name, folder.path, folder.is_local,
                                 address, args.shared_storage)
     study_url = check_study_url(args.optuna_storage) if args.optuna_storage else folder.default_study_url()
+    check_user_evaluator(preset)
     from pipelines.search.optuna_searcher import check_resumable  # loads Ray: only once every flag is valid
     check_resumable()
     return SearchRun(preset, folder, study_url, address, resume=args.resume, tracking=tracking,
                      resume_command=resume_command(args, folder), gpus_typed=flags["gpus_per_trial"] is not None)
+
+
+def check_user_evaluator(preset) -> None:
+    """The user's feature extractor, if the preset names one, loads and takes the images: checked
+    here, so a broken one is one line before anything is written."""
+    data = preset.data_config()
+    if data.evaluator:
+        import torch
+
+        from trainables.data.datasets import spec_of
+        from trainables.quality.user_evaluator import load_user_features
+
+        load_user_features(data.evaluator, spec_of(data).shape, torch.device("cpu"))
 
 
 def resume_command(args, folder) -> str:

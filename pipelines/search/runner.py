@@ -66,12 +66,15 @@ class SearchRun:
 
 
 def trial_env() -> dict[str, str]:
-    """Environment the trials need from the driver, with local paths made absolute."""
+    """Environment the trials need from the driver, with local paths made absolute. The driver's
+    working folder joins the trials' import path, as it is on the driver's: a user's own nets
+    (``arch: module:function``) import in the trials as they did in the driver."""
     env = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": TRIAL_THREAD_EXIT_S}
     for key in ENV_FOR_TRIALS:
         if os.environ.get(key):
             value = os.environ[key]
             env[key] = value if "://" in value else str(Path(value).expanduser().resolve())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), os.getcwd()]))
     return env
 
 
@@ -204,6 +207,13 @@ def prepare_evaluator(preset: SearchPreset) -> None:
     from trainables.quality.evaluator_cache import load_or_train_evaluator
 
     config = preset.data_config()
+    if config.evaluator:
+        from trainables.data.datasets import spec_of
+        from trainables.quality.user_evaluator import load_user_features
+
+        _, evaluator_hash = load_user_features(config.evaluator, spec_of(config).shape, torch.device("cpu"))
+        print(f"evaluator {evaluator_hash[:12]} ({config.evaluator})", flush=True)
+        return
     if not DATASETS[preset.dataset].from_files and config.data_root is None:
         config = dataclasses.replace(config, data_root=os.environ.get("GANTUNE_DATA_ROOT"))
     with announced(f"loading the {preset.dataset} evaluator (trained and cached on first use)"):

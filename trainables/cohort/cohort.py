@@ -83,7 +83,7 @@ class Cohort:
     @cached_property
     def quality(self):
         """One evaluator for every slot."""
-        return build_quality(self.data, self.device)
+        return build_quality(self.data, self.device, evaluator=self.shape.evaluator)
 
     # ------------------------------------------------------------------------- slots
     def free_slots(self) -> list[int]:

@@ -18,8 +18,9 @@ from trainables.core.models import build_discriminator
 
 # What every slot of a cohort shares: the nets' shapes (and so the stacked weights), the batch,
 # the device and its precision, and the evaluation schedule, whose boundaries are where slots report.
-SHAPE_KEYS = ("dataset", "data_root", "image_size", "channels", "num_classes", "arch", "width", "batch_size", "latent_dim", "conditional", "spectral_norm",
-              "device", "cuda_graph", "mixed_precision", "eval_every", "eval_samples")
+SHAPE_KEYS = ("dataset", "data_root", "image_size", "channels", "num_classes", "evaluator", "arch", "width",
+              "batch_size", "latent_dim", "conditional", "spectral_norm", "device", "cuda_graph", "mixed_precision",
+              "eval_every", "eval_samples")
 
 
 def cohort_shape(config: TrainConfig) -> tuple:

@@ -25,6 +25,7 @@ from trainables.core.models import ARCHITECTURES
 from trainables.core.optimizers import OPTIMIZERS
 from trainables.core.precision import MIXED_PRECISIONS
 from trainables.core.train_config import TrainConfig
+from trainables.core.user_nets import import_builder, is_import_path
 from trainables.data.datasets import DATASETS
 from trainables.data.files import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from trainables.errors import ConfigError
@@ -141,7 +142,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
     loss = values.get("loss", TrainConfig.loss)
     _check_choice("loss", loss, tuple(LOSSES))
     _check_choice("dataset", values.get("dataset"), tuple(DATASETS))
-    _check_choice("arch", values.get("arch"), tuple(ARCHITECTURES))
+    if values.get("arch") is not None and is_import_path(values["arch"]):
+        import_builder(values["arch"])
+    else:
+        _check_choice("arch", values.get("arch"), (*ARCHITECTURES, "package.module:function"))
     _check_choice("optimizer", values.get("optimizer"), tuple(OPTIMIZERS))
     _check_choice("mixed_precision", values.get("mixed_precision"), tuple(MIXED_PRECISIONS))
     _check_applies(values, LOSS_KEYS, "loss", loss)
@@ -156,10 +160,13 @@ def config_from_dict(raw: Mapping[str, Any]) -> TrainConfig:
             if values.get(key) is not None:
                 files = ", ".join(name for name, spec in DATASETS.items() if spec.from_files)
                 raise ConfigError(f"config: {key} applies only to the datasets read from files ({files}); remove it")
-    if ARCHITECTURES[arch].images_only and not DATASETS[dataset].is_image:
+    if arch in ARCHITECTURES and ARCHITECTURES[arch].images_only and not DATASETS[dataset].is_image:
         points = ", ".join(name for name, spec in ARCHITECTURES.items() if not spec.images_only)
         raise ConfigError(f"config: arch {arch!r} needs an image dataset; use arch {points} for {dataset}")
-    _fill_defaults(values, {"width": ARCHITECTURES[arch].default_width})
+    if values.get("evaluator") is not None and not DATASETS[dataset].is_image:
+        raise ConfigError(f"config: evaluator applies only to image datasets; {dataset} is scored by its mixture, remove it")
+    if arch in ARCHITECTURES:  # the user's own nets read width only if they choose to
+        _fill_defaults(values, {"width": ARCHITECTURES[arch].default_width})
     _check_device(values.get("device", TrainConfig.device))
     return TrainConfig(**values)
 

@@ -2,7 +2,8 @@
 
 An architecture contributes only a body: for G, a map from an input vector to a sample; for D,
 a feature extractor. ``ARCHITECTURES`` holds each as a spec (its two bodies, default width, and
-whether it needs images); adding an architecture is one entry there. Conditioning (label embedding into G's input, a projection head in D,
+whether it needs images); adding an architecture is one entry there. A user's own pair of nets
+(``arch: package.module:function``, ``trainables.core.user_nets``) takes the place of both bodies. Conditioning (label embedding into G's input, a projection head in D,
 Miyato & Koyama 2018) and spectral normalisation wrap any body the same way, so every
 architecture supports every loss and both modes without knowing about either.
 """
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from trainables.core.losses import LOSSES
 from trainables.core.spectral import spectral_norm_
 from trainables.core.train_config import TrainConfig
+from trainables.core.user_nets import build_user_nets, is_import_path
 from trainables.data.datasets import spec_of
 from trainables.data.files import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -179,7 +181,9 @@ def _num_classes(config: TrainConfig) -> int | None:
     return spec_of(config).num_classes if config.conditional else None
 
 
-def build_generator(config: TrainConfig) -> Generator:
+def build_generator(config: TrainConfig) -> nn.Module:
+    if is_import_path(config.arch):
+        return build_user_nets(config, spec_of(config).shape, spec_of(config).num_classes)[0]
     num_classes = _num_classes(config)
     in_dim = config.latent_dim + (num_classes or 0)
     body = ARCHITECTURES[config.arch].generator_body(in_dim, spec_of(config).shape, config.width)
@@ -192,12 +196,16 @@ def critic_may_normalise(config: TrainConfig) -> bool:
     return not (config.spectral_norm or (regulariser is not None and regulariser.penalty is not None))
 
 
-def build_discriminator(config: TrainConfig) -> Discriminator:
+def build_discriminator(config: TrainConfig) -> nn.Module:
     """Batch norm is dropped where it breaks the critic's constraint: under a gradient penalty
-    (the penalty is per sample, batch norm mixes samples) and under spectral norm."""
-    build_features = ARCHITECTURES[config.arch].discriminator_features
-    features, feature_dim = build_features(spec_of(config).shape, config.width, critic_may_normalise(config))
-    discriminator = Discriminator(features, feature_dim, _num_classes(config))
+    (the penalty is per sample, batch norm mixes samples) and under spectral norm. (The user's own
+    nets keep whatever they hold.)"""
+    if is_import_path(config.arch):
+        discriminator = build_user_nets(config, spec_of(config).shape, spec_of(config).num_classes)[1]
+    else:
+        build_features = ARCHITECTURES[config.arch].discriminator_features
+        features, feature_dim = build_features(spec_of(config).shape, config.width, critic_may_normalise(config))
+        discriminator = Discriminator(features, feature_dim, _num_classes(config))
     if config.spectral_norm:
         for module in list(discriminator.modules()):
             if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):

@@ -19,6 +19,8 @@ class TrainConfig:
     image_size: int | None = None
     channels: int | None = None
     num_classes: int | None = None
+    # Image datasets: the user's own feature extractor for the image metrics (a .pt2 or .pt file).
+    evaluator: str | None = None
     arch: str = "dcgan"
     loss: str = "gan"
     minimax: bool | None = None

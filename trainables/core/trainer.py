@@ -92,7 +92,7 @@ class Trainer:
     @cached_property
     def quality(self):
         """Built on first evaluation: training an image evaluator is needless for sampling or benchmarks."""
-        return build_quality(self.data, self.device)
+        return build_quality(self.data, self.device, evaluator=self.config.evaluator)
 
     # ----------------------------------------------------------------- the training step
     def _labels(self, batch_size: int) -> Tensor | None:

@@ -79,17 +79,19 @@ def image_dataset(name: str) -> DatasetSpec:
 
 def spec_of(config) -> DatasetSpec:
     """The spec of a config's dataset: for the user's files, its shape, classes and metrics as the
-    config's ``image_size``, ``channels`` and ``num_classes`` give them (``resolve_files`` fills them in)."""
+    config's ``image_size``, ``channels`` and ``num_classes`` give them (``resolve_files`` fills them in).
+    Under the user's own ``evaluator`` (features, no classifier) no class metric is reported."""
     spec = dataset_spec(config.dataset)
     if not spec.from_files:
-        return spec
+        return dataclasses.replace(spec, metrics=FEATURE_METRICS) if config.evaluator else spec
     if None in (config.image_size, config.channels, config.num_classes):
         raise ConfigError(f"config: dataset {config.dataset} has no image_size, channels and num_classes yet; "
                           "resolve the config against its files first")
     recipe = dataclasses.replace(spec.recipe, task="classes" if config.num_classes else LABEL_FREE_TASK)
+    labelled = config.num_classes and not config.evaluator
     return dataclasses.replace(spec, shape=(config.channels, config.image_size, config.image_size),
-                               num_classes=config.num_classes,
-                               metrics=IMAGE_METRICS if config.num_classes else FEATURE_METRICS, recipe=recipe)
+                               num_classes=config.num_classes, metrics=IMAGE_METRICS if labelled else FEATURE_METRICS,
+                               recipe=recipe)
 
 
 def resolve_files(config):

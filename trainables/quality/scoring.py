@@ -18,6 +18,7 @@ from trainables.data.records import DataBundle, Mixture
 from trainables.quality import metrics
 from trainables.quality.evaluator_cache import Evaluator, load_or_train_evaluator
 from trainables.quality.evaluator_net import EvaluatorNet, logits_and_features
+from trainables.quality.user_evaluator import load_user_features
 
 # Test points that define the real manifold of a 2-D mixture: 200 per grid25 mode is dense enough
 # for k-NN radii, and evaluation cost grows with this times the number of samples.
@@ -62,23 +63,24 @@ class EvaluatorFeatures(nn.Module):
 
 
 class ImageQuality(Quality):
-    """Evaluator-based scores against the real test set: the objectives ``fd``, ``kid`` and
-    ``coverage``, and precision, recall and density as diagnostics; with a classifier evaluator
-    (``num_classes`` > 0), also ``is`` and the class-collapse signals."""
+    """Scores in an evaluator's features against the real test set: the objectives ``fd``, ``kid``
+    and ``coverage``, and precision, recall and density as diagnostics; with a ``classifier`` over
+    those features (the trained evaluator's head, ``num_classes`` > 0), also ``is`` and the
+    class-collapse signals."""
 
-    def __init__(self, evaluator: Evaluator, test_images: torch.Tensor, num_classes: int) -> None:
+    def __init__(self, features: nn.Module, evaluator_hash: str, test_images: torch.Tensor,
+                 classifier: nn.Module | None = None, num_classes: int = 0, evaluator: Evaluator | None = None) -> None:
         from torchmetrics.image.kid import KernelInceptionDistance  # seconds to import; 2-D runs skip it
 
-        self.evaluator = evaluator
-        self.evaluator_hash = evaluator.evaluator_hash
-        self.num_classes = num_classes
-        device = next(evaluator.net.parameters()).device
+        self.evaluator = evaluator  # the trained evaluator behind ``features``; None for the user's own
+        self.evaluator_hash = evaluator_hash
+        self.classifier = classifier
+        self.num_classes = num_classes if classifier is not None else 0
+        self.device = device = test_images.device  # the features' device: ``build_quality`` puts both there
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save", UserWarning)
-            self.kid = KernelInceptionDistance(
-                EvaluatorFeatures(evaluator.net), subsets=KID_SUBSETS, reset_real_features=False
-            ).to(device)
-        self.kid.update(test_images.to(device), real=True)
+            self.kid = KernelInceptionDistance(features, subsets=KID_SUBSETS, reset_real_features=False).to(device)
+        self.kid.update(test_images, real=True)
         test_features = self.kid.real_features[0]
         self.test_mean, self.test_cov = (t.cpu() for t in metrics.feature_statistics(test_features))
         stride = -(-test_features.shape[0] // MANIFOLD_POINTS)
@@ -93,9 +95,7 @@ class ImageQuality(Quality):
         the class predictions (the evaluator's head on them) reuse: the forward pass is most of the
         cost, and a second one would double it.
         """
-        net = self.evaluator.net
-        device = next(net.parameters()).device
-        samples = samples.detach().to(device, torch.float32)
+        samples = samples.detach().to(self.device, torch.float32)
         if not bool(torch.isfinite(samples).all()):
             raise ValueError("quality: samples hold NaN or infinite values; check for divergence before evaluating")
         self.kid.reset()
@@ -116,7 +116,7 @@ class ImageQuality(Quality):
         """``is``, ``class_entropy``, ``classes_covered`` and (labels requested) ``label_accuracy``:
         the classifier head's predictions on the features already computed."""
         with torch.inference_mode():
-            probs = self.evaluator.net.head(features).double().softmax(dim=1).cpu()
+            probs = self.classifier(features).double().softmax(dim=1).cpu()
         report = {
             "is": metrics.inception_score(probs),
             "class_entropy": metrics.class_entropy(probs, self.num_classes),
@@ -156,12 +156,19 @@ class MixtureQuality(Quality):
         return {**metrics.mode_metrics(samples, self.mixture), **metrics.manifold_metrics(self.test_manifold, samples)}
 
 
-def build_quality(data: DataBundle, device: torch.device, cache_dir: str | Path | None = None) -> Quality:
-    """The scorer for ``data``: for images, loads (or first trains and caches) the dataset's evaluator
-    on ``device`` and extracts the real test set's features once."""
+def build_quality(data: DataBundle, device: torch.device, cache_dir: str | Path | None = None,
+                  evaluator: str | None = None) -> Quality:
+    """The scorer for ``data``: for images, the user's feature extractor at ``evaluator``, or else the
+    dataset's evaluator loaded (or first trained and cached) on ``device``; the real test set's
+    features are extracted once."""
     spec = data.spec
     if not spec.is_image:
         return MixtureQuality(spec.mixture, data.test_x)
-    evaluator = load_or_train_evaluator(data, device, cache_dir)
-    classes = spec.num_classes if evaluator.recipe.task == "classes" else 0
-    return ImageQuality(evaluator, data.test_samples(), classes)
+    test_images = data.test_samples().to(device)
+    if evaluator is not None:
+        features, evaluator_hash = load_user_features(evaluator, spec.shape, device)
+        return ImageQuality(features, evaluator_hash, test_images)
+    trained = load_or_train_evaluator(data, device, cache_dir)
+    classifier = trained.net.head if trained.recipe.task == "classes" else None
+    return ImageQuality(EvaluatorFeatures(trained.net), trained.evaluator_hash, test_images, classifier,
+                        spec.num_classes, trained)
